@@ -1,0 +1,97 @@
+/**
+ * y[t][o] = Σ_k x[t][k]·w[o][k] (+ bias[o]) for `rows` input rows: `x` is `[rows][inDim]`,
+ * `w` is HF's Linear layout `[outDim][inDim]`, `y` is `[rows][outDim]`.
+ *
+ * Register-blocked 4 rows × 4 outputs: each weight row is read once per 4 input rows and each input
+ * row once per 4 weight rows, so a batch of rows (a prompt, or several sequences of one forward
+ * call) shares one pass over the weights. Accumulates in float64 (JS numbers).
+ */
+export function matmul(
+  x: Float32Array,
+  rows: number,
+  inDim: number,
+  w: Float32Array,
+  outDim: number,
+  y: Float32Array,
+  bias?: Float32Array,
+): void {
+  let t = 0;
+  for (; t + 4 <= rows; t += 4) {
+    const x0 = t * inDim;
+    const x1 = x0 + inDim;
+    const x2 = x1 + inDim;
+    const x3 = x2 + inDim;
+    let o = 0;
+    for (; o + 4 <= outDim; o += 4) {
+      const w0 = o * inDim;
+      const w1 = w0 + inDim;
+      const w2 = w1 + inDim;
+      const w3 = w2 + inDim;
+      let a00 = 0, a01 = 0, a02 = 0, a03 = 0;
+      let a10 = 0, a11 = 0, a12 = 0, a13 = 0;
+      let a20 = 0, a21 = 0, a22 = 0, a23 = 0;
+      let a30 = 0, a31 = 0, a32 = 0, a33 = 0;
+      for (let k = 0; k < inDim; k++) {
+        const b0 = w[w0 + k]!, b1 = w[w1 + k]!, b2 = w[w2 + k]!, b3 = w[w3 + k]!;
+        const c0 = x[x0 + k]!, c1 = x[x1 + k]!, c2 = x[x2 + k]!, c3 = x[x3 + k]!;
+        a00 += c0 * b0; a01 += c0 * b1; a02 += c0 * b2; a03 += c0 * b3;
+        a10 += c1 * b0; a11 += c1 * b1; a12 += c1 * b2; a13 += c1 * b3;
+        a20 += c2 * b0; a21 += c2 * b1; a22 += c2 * b2; a23 += c2 * b3;
+        a30 += c3 * b0; a31 += c3 * b1; a32 += c3 * b2; a33 += c3 * b3;
+      }
+      const bb0 = bias ? bias[o]! : 0, bb1 = bias ? bias[o + 1]! : 0;
+      const bb2 = bias ? bias[o + 2]! : 0, bb3 = bias ? bias[o + 3]! : 0;
+      let r = t * outDim + o;
+      y[r] = a00 + bb0; y[r + 1] = a01 + bb1; y[r + 2] = a02 + bb2; y[r + 3] = a03 + bb3;
+      r += outDim;
+      y[r] = a10 + bb0; y[r + 1] = a11 + bb1; y[r + 2] = a12 + bb2; y[r + 3] = a13 + bb3;
+      r += outDim;
+      y[r] = a20 + bb0; y[r + 1] = a21 + bb1; y[r + 2] = a22 + bb2; y[r + 3] = a23 + bb3;
+      r += outDim;
+      y[r] = a30 + bb0; y[r + 1] = a31 + bb1; y[r + 2] = a32 + bb2; y[r + 3] = a33 + bb3;
+    }
+    for (; o < outDim; o++) {
+      for (let tt = t; tt < t + 4; tt++) y[tt * outDim + o] = dot(x, tt * inDim, w, o * inDim, inDim) + (bias ? bias[o]! : 0);
+    }
+  }
+  for (; t < rows; t++) matvec(x, t * inDim, inDim, w, outDim, y, t * outDim, bias);
+}
+
+/** One input row: four weight rows at a time (decode is weight-bound: read each weight once). */
+function matvec(
+  x: Float32Array,
+  xOff: number,
+  inDim: number,
+  w: Float32Array,
+  outDim: number,
+  y: Float32Array,
+  yOff: number,
+  bias?: Float32Array,
+): void {
+  let o = 0;
+  for (; o + 4 <= outDim; o += 4) {
+    const w0 = o * inDim;
+    const w1 = w0 + inDim;
+    const w2 = w1 + inDim;
+    const w3 = w2 + inDim;
+    let a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+    for (let k = 0; k < inDim; k++) {
+      const c = x[xOff + k]!;
+      a0 += c * w[w0 + k]!;
+      a1 += c * w[w1 + k]!;
+      a2 += c * w[w2 + k]!;
+      a3 += c * w[w3 + k]!;
+    }
+    y[yOff + o] = a0 + (bias ? bias[o]! : 0);
+    y[yOff + o + 1] = a1 + (bias ? bias[o + 1]! : 0);
+    y[yOff + o + 2] = a2 + (bias ? bias[o + 2]! : 0);
+    y[yOff + o + 3] = a3 + (bias ? bias[o + 3]! : 0);
+  }
+  for (; o < outDim; o++) y[yOff + o] = dot(x, xOff, w, o * inDim, inDim) + (bias ? bias[o]! : 0);
+}
+
+function dot(a: Float32Array, aOff: number, b: Float32Array, bOff: number, n: number): number {
+  let s = 0;
+  for (let k = 0; k < n; k++) s += a[aOff + k]! * b[bOff + k]!;
+  return s;
+}

@@ -1,0 +1,9 @@
+export type {
+  Backend,
+  BackendCapabilities,
+  ForwardRequest,
+  ForwardResult,
+  ForwardRow,
+  RowLogits,
+} from './backend.js';
+export { validateForwardRequest } from './validate-request.js';

@@ -1,0 +1,192 @@
+import { CacheError } from '../errors.js';
+import type { RopeRegime } from '../rope/regime.js';
+import type { KvCache, KvCacheLayout, RegimeSpan } from './kv-cache.js';
+import { RegimeSpans } from './regime-spans.js';
+
+/**
+ * A KV cache in `Float32Array`s.
+ *
+ * Memory layout, per layer, for keys and values alike: `[kvHead][index][headDim]` with room for
+ * `capacity` indices per head, so attention for one head scans one contiguous block. Keys are
+ * stored after RoPE (and the attention factor), as HF transformers caches them. Capacity grows by
+ * doubling; a grow copies each head's rows once.
+ *
+ * Backends write a forward's new rows past `length` (after {@link reserve}) and then call
+ * {@link commit}: until the commit the cache's visible contents are unchanged, so a forward that
+ * fails half-way leaves it as it was.
+ */
+export class CpuKvCache implements KvCache {
+  readonly location = 'cpu' as const;
+  private keyData: Float32Array[];
+  private valueData: Float32Array[];
+  private tokenIds: Int32Array;
+  private positionIds: Int32Array;
+  private spans = new RegimeSpans();
+  private size = 0;
+  private cap: number;
+  private freed = false;
+
+  constructor(
+    readonly layout: KvCacheLayout,
+    initialCapacity = 16,
+  ) {
+    this.cap = Math.max(1, initialCapacity);
+    this.keyData = this.allocLayers(this.cap);
+    this.valueData = this.allocLayers(this.cap);
+    this.tokenIds = new Int32Array(this.cap);
+    this.positionIds = new Int32Array(this.cap);
+  }
+
+  get length(): number {
+    return this.size;
+  }
+
+  get capacity(): number {
+    return this.cap;
+  }
+
+  get disposed(): boolean {
+    return this.freed;
+  }
+
+  get byteLength(): number {
+    const { numLayers, numKvHeads, headDim } = this.layout;
+    return this.freed ? 0 : 2 * numLayers * numKvHeads * this.cap * headDim * 4;
+  }
+
+  /** The key storage of `layer` (`[kvHead][index][headDim]`, `capacity` indices per head). Valid until the next `reserve`. */
+  keys(layer: number): Float32Array {
+    this.assertLive();
+    return this.keyData[layer]!;
+  }
+
+  /** The value storage of `layer`, laid out like {@link keys}. */
+  values(layer: number): Float32Array {
+    this.assertLive();
+    return this.valueData[layer]!;
+  }
+
+  /** Offset of cache index `index` of `kvHead` in a layer's key or value storage. */
+  offset(kvHead: number, index: number): number {
+    return (kvHead * this.cap + index) * this.layout.headDim;
+  }
+
+  /** Makes room for `extra` more rows without changing what is visible. */
+  reserve(extra: number): void {
+    this.assertLive();
+    const need = this.size + extra;
+    if (need <= this.cap) return;
+    let cap = this.cap;
+    while (cap < need) cap *= 2;
+    this.keyData = this.keyData.map((old) => this.regrow(old, cap));
+    this.valueData = this.valueData.map((old) => this.regrow(old, cap));
+    const tokens = new Int32Array(cap);
+    tokens.set(this.tokenIds.subarray(0, this.size));
+    const positions = new Int32Array(cap);
+    positions.set(this.positionIds.subarray(0, this.size));
+    this.tokenIds = tokens;
+    this.positionIds = positions;
+    this.cap = cap;
+  }
+
+  /** Makes the `tokens.length` rows written past `length` visible, rotated under `regime`. */
+  commit(tokens: ArrayLike<number>, positions: ArrayLike<number>, regime: RopeRegime): void {
+    this.assertLive();
+    const n = tokens.length;
+    if (positions.length !== n || this.size + n > this.cap) {
+      throw new CacheError('bad-commit', `commit of ${n} rows does not fit the reserved cache (length ${this.size}, capacity ${this.cap})`);
+    }
+    for (let i = 0; i < n; i++) {
+      this.tokenIds[this.size + i] = tokens[i]!;
+      this.positionIds[this.size + i] = positions[i]!;
+    }
+    this.spans.append(this.size, n, regime);
+    this.size += n;
+  }
+
+  /** Records that every cached key is now rotated under `regime` (after an in-place rerotation). */
+  markRotated(regime: RopeRegime): void {
+    this.assertLive();
+    this.spans.reset(this.size, regime);
+  }
+
+  tokens(): Int32Array {
+    this.assertLive();
+    return this.tokenIds.slice(0, this.size);
+  }
+
+  positions(): Int32Array {
+    this.assertLive();
+    return this.positionIds.slice(0, this.size);
+  }
+
+  regimeAt(index: number): RopeRegime {
+    this.assertLive();
+    const r = index >= 0 && index < this.size ? this.spans.at(index) : undefined;
+    if (!r) throw new CacheError('out-of-range', `cache index ${index} is outside [0, ${this.size})`);
+    return r;
+  }
+
+  regimeSpans(): readonly RegimeSpan[] {
+    this.assertLive();
+    return this.spans.all;
+  }
+
+  uniformRegime(): RopeRegime | undefined {
+    const all = this.regimeSpans();
+    return all.length === 1 ? all[0]!.regime : undefined;
+  }
+
+  clone(): CpuKvCache {
+    this.assertLive();
+    const c = new CpuKvCache(this.layout, Math.max(this.size, 1));
+    const { numKvHeads, headDim } = this.layout;
+    for (let l = 0; l < this.layout.numLayers; l++) {
+      for (let h = 0; h < numKvHeads; h++) {
+        const from = this.offset(h, 0);
+        const to = c.offset(h, 0);
+        c.keyData[l]!.set(this.keyData[l]!.subarray(from, from + this.size * headDim), to);
+        c.valueData[l]!.set(this.valueData[l]!.subarray(from, from + this.size * headDim), to);
+      }
+    }
+    c.tokenIds.set(this.tokenIds.subarray(0, this.size));
+    c.positionIds.set(this.positionIds.subarray(0, this.size));
+    c.spans = this.spans.copy();
+    c.size = this.size;
+    return c;
+  }
+
+  crop(length: number): void {
+    this.assertLive();
+    if (!Number.isInteger(length) || length < 0 || length > this.size) {
+      throw new CacheError('bad-crop', `cannot crop a cache of ${this.size} tokens to ${length}`);
+    }
+    this.size = length;
+    this.spans.crop(length);
+  }
+
+  dispose(): void {
+    this.freed = true;
+    this.keyData = [];
+    this.valueData = [];
+  }
+
+  private allocLayers(cap: number): Float32Array[] {
+    const { numLayers, numKvHeads, headDim } = this.layout;
+    return Array.from({ length: numLayers }, () => new Float32Array(numKvHeads * cap * headDim));
+  }
+
+  private regrow(old: Float32Array, cap: number): Float32Array {
+    const { numKvHeads, headDim } = this.layout;
+    const next = new Float32Array(numKvHeads * cap * headDim);
+    for (let h = 0; h < numKvHeads; h++) {
+      const from = h * this.cap * headDim;
+      next.set(old.subarray(from, from + this.size * headDim), h * cap * headDim);
+    }
+    return next;
+  }
+
+  private assertLive(): void {
+    if (this.freed) throw new CacheError('disposed', 'this KV cache was disposed');
+  }
+}

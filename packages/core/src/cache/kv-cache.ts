@@ -1,0 +1,54 @@
+import type { RopeRegime } from '../rope/regime.js';
+
+/** Where a cache's tensors live. GPU backends keep theirs on the device and must be disposed. */
+export type CacheLocation = 'cpu' | 'gpu';
+
+/** The shape every cache of a model shares. */
+export interface KvCacheLayout {
+  readonly numLayers: number;
+  readonly numKvHeads: number;
+  readonly headDim: number;
+}
+
+/** A run of cached positions whose keys were rotated under one regime. */
+export interface RegimeSpan {
+  /** First cache index of the run. */
+  readonly start: number;
+  /** One past its last index. */
+  readonly end: number;
+  readonly regime: RopeRegime;
+}
+
+/**
+ * One sequence's KV cache: post-RoPE keys and values per layer, the token ids it encodes, their
+ * position ids, and the regime that rotated each key. A stale cache holds several regimes
+ * (`regimeSpans()` tells which); a fresh prefill holds one.
+ *
+ * Backends append to a cache only on success (see {@link CpuKvCache.commit}), so a failed forward
+ * never leaves it half-written.
+ */
+export interface KvCache {
+  readonly location: CacheLocation;
+  readonly layout: KvCacheLayout;
+  /** Number of cached tokens. */
+  readonly length: number;
+  readonly disposed: boolean;
+  /** Bytes held by keys and values (allocated capacity). */
+  readonly byteLength: number;
+  /** A copy of the cached token ids, in cache order. */
+  tokens(): Int32Array;
+  /** A copy of the cached position ids, in cache order. */
+  positions(): Int32Array;
+  /** The regime that rotated the key at cache index `index`. */
+  regimeAt(index: number): RopeRegime;
+  /** Runs of equal regime, in cache order (empty when the cache is empty). */
+  regimeSpans(): readonly RegimeSpan[];
+  /** The one regime of every cached key, or `undefined` if the cache is empty or mixed. */
+  uniformRegime(): RopeRegime | undefined;
+  /** An independent copy (same location). */
+  clone(): KvCache;
+  /** Keeps the first `length` tokens. */
+  crop(length: number): void;
+  /** Frees the storage; any later use throws `CacheError`. */
+  dispose(): void;
+}

@@ -1,0 +1,10 @@
+export type { RopeRegime, AnglePrecision } from './regime.js';
+export { makeRegime } from './regime.js';
+export type { RopeSchedule } from './schedule.js';
+export { createRopeSchedule } from './create-schedule.js';
+export { LongRopeSchedule, longRopeAttentionFactor } from './long-rope-schedule.js';
+export { DynamicNtkSchedule } from './dynamic-ntk-schedule.js';
+export { StaticRopeSchedule } from './static-schedule.js';
+export { baseFrequencies } from './base-frequencies.js';
+export { type RotaryTables, rotaryTables, rerotationTables, rotaryAngle } from './rotary-tables.js';
+export { applyRotary } from './apply-rotary.js';

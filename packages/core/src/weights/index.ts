@@ -1,0 +1,15 @@
+export {
+  TENSOR_DTYPES,
+  bf16BitsToF32,
+  decodeTensor,
+  dtypeByteSize,
+  encodeTensor,
+  f16BitsToF32,
+  f32ToBf16Bits,
+  f32ToF16Bits,
+  isTensorDtype,
+  type TensorDtype,
+} from './dtype.js';
+export { MAX_HEADER_BYTES, openSafetensors, parseSafetensorsHeader, type SafetensorsEntry } from './safetensors-reader.js';
+export { encodeSafetensors, writeSafetensors, type TensorToWrite } from './safetensors-writer.js';
+export { INDEX_FILE_NAME, SINGLE_FILE_NAME, loadWeights, type TensorInfo, type WeightStore } from './weight-store.js';

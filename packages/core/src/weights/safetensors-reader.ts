@@ -1,0 +1,202 @@
+/**
+ * Reads one `.safetensors` file lazily: only the 8-byte length and the JSON header are read on
+ * open; each `get` reads exactly one tensor's bytes. Every malformed input becomes a `WeightsError`.
+ *
+ * Layout: u64 LE header length N | N bytes of UTF-8 JSON | data section; `data_offsets` are
+ * relative to the data section, which starts at byte 8 + N.
+ */
+
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { WeightsError } from '../errors.js';
+import { TENSOR_DTYPES, decodeTensor, dtypeByteSize, isTensorDtype, type TensorDtype } from './dtype.js';
+import type { TensorInfo, WeightStore } from './weight-store.js';
+
+/** Headers beyond this are refused before any allocation: real headers are kilobytes to a few MB. */
+export const MAX_HEADER_BYTES = 100 * 1024 * 1024;
+
+/** One validated header entry; `begin`/`end` are relative to the data section. */
+export interface SafetensorsEntry extends TensorInfo {
+  readonly begin: number;
+  readonly end: number;
+}
+
+const formatShape = (shape: readonly number[]): string => `[${shape.join(', ')}]`;
+
+const isIndex = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+
+/** Product of `dims` times `scale`, or `undefined` if it exceeds `Number.MAX_SAFE_INTEGER`. */
+function safeProduct(dims: readonly number[], scale: number): number | undefined {
+  let n = scale;
+  for (const d of dims) {
+    if (d === 0) return 0;
+    n *= d;
+    if (n > Number.MAX_SAFE_INTEGER) return undefined;
+  }
+  return n;
+}
+
+/**
+ * Validates the header JSON bytes of `file` (of `fileSize` bytes) and returns its tensors in data
+ * order. Exported so fuzz tests can drive it without files.
+ */
+export function parseSafetensorsHeader(header: Uint8Array, fileSize: number, file: string): Map<string, SafetensorsEntry> {
+  const fail = (code: string, message: string, tensor?: string): never => {
+    throw new WeightsError(code, `${file}: ${message}`, { file, tensor });
+  };
+  let json: unknown;
+  try {
+    json = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(header));
+  } catch (cause) {
+    throw new WeightsError('bad-header', `${file}: header is not valid UTF-8 JSON (${String(cause)})`, { file, cause });
+  }
+  if (typeof json !== 'object' || json === null || Array.isArray(json)) fail('bad-header', 'header is not a JSON object');
+
+  const entries: SafetensorsEntry[] = [];
+  for (const [name, raw] of Object.entries(json as Record<string, unknown>)) {
+    if (name === '__metadata__') {
+      // The reference implementation requires a string → string map; anything else is corrupt.
+      const ok = typeof raw === 'object' && raw !== null && !Array.isArray(raw) && Object.values(raw).every((v) => typeof v === 'string');
+      if (!ok) fail('bad-header', '__metadata__ must be an object of string values');
+      continue;
+    }
+    if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) fail('bad-header', `tensor '${name}' entry is not an object`, name);
+    const { dtype, shape, data_offsets: offsets } = raw as Record<string, unknown>;
+    if (typeof dtype !== 'string') fail('bad-header', `tensor '${name}' has no dtype string`, name);
+    if (!isTensorDtype(dtype as string)) {
+      fail('unknown-dtype', `tensor '${name}' has dtype '${String(dtype)}'; supported: ${TENSOR_DTYPES.join(', ')}`, name);
+    }
+    if (!Array.isArray(shape) || !shape.every(isIndex)) fail('bad-header', `tensor '${name}' shape must be an array of non-negative integers`, name);
+    const [begin, end] = Array.isArray(offsets) && offsets.length === 2 ? (offsets as unknown[]) : [];
+    if (!isIndex(begin) || !isIndex(end) || begin > end) {
+      fail('bad-header', `tensor '${name}' data_offsets must be [begin, end] with 0 <= begin <= end`, name);
+    }
+    const dims = Object.freeze([...(shape as number[])]);
+    const span = (end as number) - (begin as number);
+    const expected = safeProduct(dims, dtypeByteSize(dtype as TensorDtype));
+    if (expected !== span) {
+      fail('size-mismatch', `tensor '${name}' (${String(dtype)} ${formatShape(dims)}) needs ${expected ?? 'more than 2^53'} bytes but data_offsets span ${span}`, name);
+    }
+    entries.push(Object.freeze({ name, dtype: dtype as TensorDtype, shape: dims, begin: begin as number, end: end as number }));
+  }
+
+  // The spec requires the tensors to tile the data section exactly, with no gaps or overlaps.
+  entries.sort((a, b) => a.begin - b.begin || a.end - b.end);
+  const dataSize = fileSize - 8 - header.byteLength;
+  if (dataSize < 0) fail('bad-header-length', `header of ${header.byteLength} bytes does not fit in a ${fileSize}-byte file`);
+  let next = 0;
+  for (const e of entries) {
+    if (e.begin !== next) {
+      fail('bad-offsets', `tensor '${e.name}' begins at ${e.begin} but the previous tensor ends at ${next} (tensors must be contiguous)`, e.name);
+    }
+    if (e.end > dataSize) fail('truncated', `tensor '${e.name}' ends at ${e.end}, past the ${dataSize}-byte data section`, e.name);
+    next = e.end;
+  }
+  if (next !== dataSize) fail('bad-offsets', `${dataSize - next} trailing bytes after the last tensor`);
+  return new Map(entries.map((e) => [e.name, e]));
+}
+
+/** Reads exactly `length` bytes at `position`, looping because one read returns at most ~2 GB. */
+function readExactly(fd: number, length: number, position: number, file: string, tensor?: string): Uint8Array {
+  let buf: Uint8Array;
+  try {
+    buf = new Uint8Array(length); // own ArrayBuffer at offset 0: aligned for zero-copy F32 views
+  } catch (cause) {
+    throw new WeightsError('too-large', `${file}: cannot allocate ${length} bytes${tensor ? ` for tensor '${tensor}'` : ''}`, { file, tensor, cause });
+  }
+  let done = 0;
+  while (done < length) {
+    let n: number;
+    try {
+      n = readSync(fd, buf, done, Math.min(length - done, 1 << 30), position + done);
+    } catch (cause) {
+      throw new WeightsError('io-error', `${file}: read failed (${String(cause)})`, { file, tensor, cause });
+    }
+    if (n === 0) throw new WeightsError('truncated', `${file}: file ended while reading ${tensor ? `tensor '${tensor}'` : 'the header'}`, { file, tensor });
+    done += n;
+  }
+  return buf;
+}
+
+class SafetensorsStore implements WeightStore {
+  readonly names: readonly string[];
+  #fd: number | undefined;
+
+  constructor(
+    readonly file: string,
+    fd: number,
+    private readonly dataStart: number,
+    private readonly entries: Map<string, SafetensorsEntry>,
+  ) {
+    this.#fd = fd;
+    this.names = Object.freeze([...entries.keys()]);
+  }
+
+  has(name: string): boolean {
+    return this.entries.has(name);
+  }
+
+  info(name: string): TensorInfo {
+    const e = this.entries.get(name);
+    if (!e) throw new WeightsError('missing-tensor', `${this.file}: no tensor named '${name}'`, { file: this.file, tensor: name });
+    return { name: e.name, dtype: e.dtype, shape: e.shape };
+  }
+
+  get(name: string, expectedShape?: readonly number[]): Float32Array {
+    const e = this.entries.get(name);
+    if (!e) throw new WeightsError('missing-tensor', `${this.file}: no tensor named '${name}'`, { file: this.file, tensor: name });
+    if (expectedShape && (expectedShape.length !== e.shape.length || expectedShape.some((d, i) => d !== e.shape[i]))) {
+      throw new WeightsError(
+        'shape-mismatch',
+        `${this.file}: tensor '${name}' has shape ${formatShape(e.shape)}, expected ${formatShape(expectedShape)}`,
+        { file: this.file, tensor: name },
+      );
+    }
+    if (this.#fd === undefined) throw new WeightsError('closed', `${this.file}: store is closed`, { file: this.file, tensor: name });
+    return decodeTensor(readExactly(this.#fd, e.end - e.begin, this.dataStart + e.begin, this.file, name), e.dtype);
+  }
+
+  async close(): Promise<void> {
+    if (this.#fd === undefined) return;
+    const fd = this.#fd;
+    this.#fd = undefined;
+    closeSync(fd);
+  }
+}
+
+/** Opens one safetensors file, validating its header; tensors are read on demand by `get`. */
+export async function openSafetensors(path: string): Promise<WeightStore> {
+  let fd: number;
+  try {
+    // A plain fd (not a FileHandle) so `get` can stay synchronous with readSync.
+    fd = openSync(path, 'r');
+  } catch (cause) {
+    const missing = (cause as NodeJS.ErrnoException).code === 'ENOENT';
+    throw new WeightsError(missing ? 'missing-file' : 'io-error', `${path}: cannot open (${String(cause)})`, { file: path, cause });
+  }
+  try {
+    let fileSize: number;
+    try {
+      const st = fstatSync(fd);
+      if (!st.isFile()) throw new Error('not a regular file');
+      fileSize = st.size;
+    } catch (cause) {
+      throw new WeightsError('io-error', `${path}: cannot stat (${String(cause)})`, { file: path, cause });
+    }
+    if (fileSize < 8) throw new WeightsError('truncated', `${path}: ${fileSize} bytes is too short for the 8-byte header length`, { file: path });
+    const lenBytes = readExactly(fd, 8, 0, path);
+    const n = new DataView(lenBytes.buffer).getBigUint64(0, true); // u64 as BigInt: no silent wrap
+    if (n > BigInt(MAX_HEADER_BYTES) || n > BigInt(fileSize - 8)) {
+      throw new WeightsError(
+        'bad-header-length',
+        `${path}: header length ${n} exceeds ${n > BigInt(fileSize - 8) ? `the ${fileSize - 8} bytes after it` : `the ${MAX_HEADER_BYTES}-byte limit`}`,
+        { file: path },
+      );
+    }
+    const headerLength = Number(n);
+    const entries = parseSafetensorsHeader(readExactly(fd, headerLength, 8, path), fileSize, path);
+    return new SafetensorsStore(path, fd, 8 + headerLength, entries);
+  } catch (err) {
+    closeSync(fd);
+    throw err;
+  }
+}

@@ -1,0 +1,20 @@
+import { fileURLToPath } from 'node:url';
+import { defineConfig } from 'vitest/config';
+
+const src = (p: string) => fileURLToPath(new URL(p, import.meta.url));
+
+// Tests import workspace packages from source, so they run without a build;
+// only the CLI tests that spawn the `ropeswitch` binary need `pnpm run build` first.
+export default defineConfig({
+  resolve: {
+    alias: {
+      '@ropeswitch/core': src('./packages/core/src/index.ts'),
+      '@ropeswitch/backend-reference': src('./packages/backends/reference/src/index.ts'),
+    },
+  },
+  test: {
+    include: ['packages/**/src/**/*.test.ts', 'test/**/*.test.ts'],
+    testTimeout: 60_000,
+    hookTimeout: 60_000,
+  },
+});
