@@ -1,5 +1,6 @@
 import { fileURLToPath } from 'node:url';
 import { defineConfig } from 'vitest/config';
+import SummaryLineReporter from './test/support/summary-line-reporter.js';
 
 const src = (p: string) => fileURLToPath(new URL(p, import.meta.url));
 
@@ -14,6 +15,7 @@ export default defineConfig({
   },
   test: {
     include: ['packages/**/src/**/*.test.ts', 'test/**/*.test.ts'],
+    reporters: ['default', new SummaryLineReporter()],
     testTimeout: 60_000,
     hookTimeout: 60_000,
   },

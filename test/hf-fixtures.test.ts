@@ -108,3 +108,22 @@ describe.each(hfCases().filter((n) => readExpected(n).oracle_teacher_forced))('H
     expectLogitsClose(free.logits, e.greedy_oracle!.logits);
   });
 });
+
+// Angle precision: HF multiplies p·ω in float32. Near p = 4100 float64 angles move logits by ~6e-4
+// (the fixture's own diagnostic), so the float64 option is real and the float32 default is needed.
+describe('angle precision at the real threshold (seed5-phi3-real-threshold)', () => {
+  const name = 'seed5-phi3-real-threshold';
+  const e = readExpected(name) as HfExpected & { diagnostics: { full_forward_long_maxabs_if_rope_angles_in_float64: number } };
+
+  it('float64 angles move the long-regime logits as much as HF measured; float32 matches', async () => {
+    const checkpoint = await loadCheckpoint(`${hfDir}${name}`);
+    const f64 = new ReferenceBackend(checkpoint.config, checkpoint.weights, { anglePrecision: 'float64' });
+    const ids = inputIds(e, e.full_forward_long);
+    const logits = await noCacheForward(f64, ids, { last: e.full_forward_long.positions.length });
+    const drift = maxAbsDiff(logits, e.full_forward_long.logits.flat());
+    const hfDrift = e.diagnostics.full_forward_long_maxabs_if_rope_angles_in_float64;
+    expect(drift).toBeGreaterThan(LOGIT_TOL);
+    expect(drift).toBeGreaterThan(hfDrift / 3);
+    expect(drift).toBeLessThan(hfDrift * 3);
+  });
+});

@@ -61,6 +61,9 @@ export class ReferenceBackend implements Backend {
   }
 
   async rerotateKeys(cache: KvCache, to: RopeRegime): Promise<void> {
+    if (to.invFreq.length !== this.config.rope.rotaryDim / 2) {
+      throw new BackendError('regime-size', `regime ${to.id} has ${to.invFreq.length} frequencies; the model rotates ${this.config.rope.rotaryDim / 2} pairs`);
+    }
     rerotateCpuKeys(asCpuCache(cache), to, this.config.rope.pairing, this.capabilities.anglePrecision);
   }
 
@@ -100,7 +103,7 @@ export class ReferenceBackend implements Backend {
     const proj = new Float32Array(total * H);
     const gateUp = new Float32Array(total * 2 * I);
     const act = new Float32Array(total * I);
-    const scores = new Float64Array(longest);
+    const scores = new Float64Array(4 * longest);
 
     rows.forEach((r, ri) => {
       for (let t = 0; t < r.row.tokens.length; t++) {

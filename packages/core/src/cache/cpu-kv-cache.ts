@@ -122,7 +122,7 @@ export class CpuKvCache implements KvCache {
 
   regimeAt(index: number): RopeRegime {
     this.assertLive();
-    const r = index >= 0 && index < this.size ? this.spans.at(index) : undefined;
+    const r = Number.isInteger(index) && index >= 0 && index < this.size ? this.spans.at(index) : undefined;
     if (!r) throw new CacheError('out-of-range', `cache index ${index} is outside [0, ${this.size})`);
     return r;
   }

@@ -2,6 +2,7 @@ import type { RopePairing } from '../config/model-config.js';
 import { applyRotary } from '../rope/apply-rotary.js';
 import type { AnglePrecision, RopeRegime } from '../rope/regime.js';
 import { rerotationTables } from '../rope/rotary-tables.js';
+import { CacheError } from '../errors.js';
 import type { CpuKvCache } from './cpu-kv-cache.js';
 
 /**
@@ -18,6 +19,16 @@ export function rerotateCpuKeys(
 ): void {
   const positions = cache.positions();
   const { numLayers, numKvHeads, headDim } = cache.layout;
+  // Check everything before touching a key: a failed rerotation must leave the cache as it was.
+  const pairs = to.invFreq.length;
+  if (2 * pairs > headDim) {
+    throw new CacheError('regime-size', `regime ${to.id} rotates ${pairs} pairs; the cache's head dim ${headDim} holds at most ${headDim / 2}`);
+  }
+  for (const span of cache.regimeSpans()) {
+    if (span.regime.invFreq.length !== pairs) {
+      throw new CacheError('regime-size', `cannot rerotate keys rotated under ${span.regime.id} (${span.regime.invFreq.length} pairs) into ${to.id} (${pairs} pairs)`);
+    }
+  }
   for (const span of cache.regimeSpans()) {
     if (span.regime.id === to.id) continue;
     const tables = rerotationTables(span.regime, to, positions.subarray(span.start, span.end), precision);

@@ -1,0 +1,5 @@
+/** Where a command writes: injected so tests run commands in-process. */
+export interface CommandIO {
+  readonly stdout: (text: string) => void;
+  readonly stderr: (text: string) => void;
+}

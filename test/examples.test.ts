@@ -1,0 +1,60 @@
+import { execFile } from 'node:child_process';
+import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { describe, expect, it } from 'vitest';
+
+// Every `examples/*.ts` runs with tsx and prints what it is there to show. The examples import
+// the workspace packages as a user would (through their built `dist`), so they need a build.
+const repoRoot = fileURLToPath(new URL('..', import.meta.url));
+const examplesDir = join(repoRoot, 'examples');
+const tsx = join(repoRoot, 'node_modules', '.bin', 'tsx');
+const execFileAsync = promisify(execFile);
+
+interface Expectation {
+  /** Substrings stdout must contain. */
+  readonly contains: readonly string[];
+  /** Further checks on stdout. */
+  readonly check?: (stdout: string) => void;
+}
+
+const DIVERGES = 'stale cache diverges';
+
+const EXPECTATIONS: Readonly<Record<string, Expectation>> = {
+  'rope-schedule.ts': {
+    contains: ['S = 4095: longrope:short', 'S = 4096: longrope:short', 'S = 4097: longrope:long', 'rerotation at p = 4000'],
+  },
+  'stale-loop.ts': {
+    contains: ['step 0: length 58 (longrope:short)', DIVERGES],
+    check: (stdout) => {
+      const steps = stdout.split('\n').filter((line) => line.startsWith('step '));
+      expect(steps).toHaveLength(10);
+      const first = steps.findIndex((line) => line.includes(DIVERGES));
+      // Cached and oracle agree while every forward is short; the divergence starts past the threshold.
+      expect(first).toBeGreaterThan(0);
+      for (const line of steps.slice(0, first)) expect(line).toContain('(longrope:short)');
+      expect(steps[first]).toContain('(longrope:long)');
+    },
+  },
+};
+
+const examples = readdirSync(examplesDir)
+  .filter((name) => name.endsWith('.ts'))
+  .sort();
+
+describe('examples', () => {
+  it('every example has an expectation here, and every expectation an example', () => {
+    expect(examples.length).toBeGreaterThan(0);
+    expect(Object.keys(EXPECTATIONS).sort()).toEqual(examples);
+  });
+
+  it.each(examples)('%s runs and prints what it shows', async (name) => {
+    const expectation = EXPECTATIONS[name];
+    expect(expectation, `no expectation for examples/${name}`).toBeDefined();
+    const { stdout, stderr } = await execFileAsync(tsx, [join(examplesDir, name)], { cwd: repoRoot, timeout: 60_000 });
+    expect(stderr).not.toMatch(/error|    at /i);
+    for (const text of expectation!.contains) expect(stdout).toContain(text);
+    expectation!.check?.(stdout);
+  });
+});
