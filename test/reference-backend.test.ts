@@ -20,7 +20,13 @@ import {
 } from '@ropeswitch/core';
 import { ReferenceBackend } from '@ropeswitch/backend-reference';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mulberry32, writeTinyModel } from './support/tiny-model.js';
+import { SeededRandom, writeRandomCheckpoint } from '../packages/cli/src/index.js';
+
+/** A seeded uniform [0, 1) source. */
+function seeded(seed: number): () => number {
+  const rng = new SeededRandom(seed);
+  return () => rng.next();
+}
 
 // ---------------------------------------------------------------------------------------------
 // Tiny seeded models
@@ -111,7 +117,7 @@ beforeAll(async () => {
   for (const [name, json] of Object.entries(MODEL_JSON)) {
     const dir = join(root, name);
     await mkdir(dir);
-    await writeTinyModel(dir, json, seed++);
+    await writeRandomCheckpoint(dir, json, { seed: seed++ });
     const { config, backend } = await openModel(dir);
     const schedule = createRopeSchedule(config.rope);
     const t = schedule.threshold ?? 16;
@@ -232,7 +238,7 @@ describe.each(MODEL_NAMES)('reference backend, %s model', (name) => {
 
   it('cached chunked decoding under one fixed regime equals one forward without cache under it', async () => {
     const m = model(name);
-    const rand = mulberry32(0xc0ffee + name.length);
+    const rand = seeded(0xc0ffee + name.length);
     const limit = positionLimit(m.config);
     for (let k = 0; k < 30; k++) {
       const n = randInt(rand, 2, Math.min(40, limit));
@@ -270,7 +276,7 @@ describe.each(MODEL_NAMES)('reference backend, %s model', (name) => {
 
   it('batched rows give the same logits and caches as each row alone', async () => {
     const m = model(name);
-    const rand = mulberry32(0xba7c4 + name.length);
+    const rand = seeded(0xba7c4 + name.length);
     const vocab = m.config.vocabSize;
     for (let k = 0; k < 30; k++) {
       const count = randInt(rand, 2, 4);
@@ -306,7 +312,7 @@ describe.each(MODEL_NAMES)('reference backend, %s model', (name) => {
 
   it('rerotateKeys to the long regime gives layer-0 keys equal to a fresh long prefill', async () => {
     const m = model(name);
-    const rand = mulberry32(0x7e707 + name.length);
+    const rand = seeded(0x7e707 + name.length);
     const t = m.schedule.threshold ?? 16;
     for (let k = 0; k < 10; k++) {
       const n = randInt(rand, 2, t);
@@ -339,7 +345,7 @@ describe.each(MODEL_NAMES)('reference backend, %s model', (name) => {
   it('rerotating a mixed cache back to the short regime moves its long tail (layer 0 = fresh short prefill)', async () => {
     const m = model(name);
     const t = m.schedule.threshold ?? 16;
-    const ids = randomTokens(mulberry32(77), t, m.config.vocabSize);
+    const ids = randomTokens(seeded(77), t, m.config.vocabSize);
     const cache = m.backend.createCache();
     await run(m, cache, ids.slice(0, 4), m.before, 0);
     await run(m, cache, ids.slice(4), m.after, 0);
@@ -373,7 +379,7 @@ describe('reference backend: rerotation sanity', () => {
     // few tokens placed at positions 4090… stand for a long prompt.
     const dir = join(root, 'phi3-4k');
     await mkdir(dir);
-    await writeTinyModel(dir, { ...PHI3, max_position_embeddings: 8192, original_max_position_embeddings: 4096 }, 31);
+    await writeRandomCheckpoint(dir, { ...PHI3, max_position_embeddings: 8192, original_max_position_embeddings: 4096 }, { seed: 31 });
     const ids = [3, 1, 4, 1, 5, 9, 2, 6];
     const positions = range(4090, ids.length);
     for (const anglePrecision of ['float32', 'float64'] as const) {
@@ -445,10 +451,10 @@ describe('reference backend: a failed forward changes no cache', () => {
   /** Two caches with some history: one exactly at its capacity (16) so a reserve must grow it. */
   async function twoCaches(m: Model): Promise<KvCache[]> {
     const a = m.backend.createCache();
-    await run(m, a, randomTokens(mulberry32(1), 16, 40), m.before, 0);
+    await run(m, a, randomTokens(seeded(1), 16, 40), m.before, 0);
     expect((a as CpuKvCache).capacity).toBe(16);
     const b = m.backend.createCache();
-    await run(m, b, randomTokens(mulberry32(2), 5, 40), m.after, 0);
+    await run(m, b, randomTokens(seeded(2), 5, 40), m.after, 0);
     return [a, b];
   }
 
@@ -643,7 +649,7 @@ describe('reference backend: bad input is a BackendError with a code, and change
   it('a disposed backend refuses to run', async () => {
     const dir = join(root, 'disposable');
     await mkdir(dir);
-    await writeTinyModel(dir, PHI3, 5);
+    await writeRandomCheckpoint(dir, PHI3, { seed: 5 });
     const { backend } = await openModel(dir);
     const regime = createRopeSchedule(backend.config.rope).regimeFor(1);
     await backend.dispose();
@@ -659,9 +665,10 @@ describe('reference backend: bad checkpoints are WeightsErrors', () => {
     const dir = join(root, 'bad-shape');
     await mkdir(dir);
     const name = 'model.layers.1.post_attention_layernorm.weight';
-    await writeTinyModel(dir, PHI3, 9, (tensors) =>
-      tensors.map((t) => (t.name === name ? { ...t, shape: [33], data: new Float32Array(33) } : t)),
-    );
+    await writeRandomCheckpoint(dir, PHI3, {
+      seed: 9,
+      edit: (tensors) => tensors.map((t) => (t.name === name ? { ...t, shape: [33], data: new Float32Array(33) } : t)),
+    });
     const err = await expectRejects(openModel(dir), WeightsError, 'shape-mismatch');
     expect((err as WeightsError).tensor).toBe(name);
   });
@@ -670,7 +677,7 @@ describe('reference backend: bad checkpoints are WeightsErrors', () => {
     const dir = join(root, 'transposed');
     await mkdir(dir);
     const name = 'model.layers.0.mlp.down_proj.weight';
-    await writeTinyModel(dir, LLAMA, 9, (tensors) => tensors.map((t) => (t.name === name ? { ...t, shape: [48, 32] } : t)));
+    await writeRandomCheckpoint(dir, LLAMA, { seed: 9, edit: (tensors) => tensors.map((t) => (t.name === name ? { ...t, shape: [48, 32] } : t)) });
     const err = await expectRejects(openModel(dir), WeightsError, 'shape-mismatch');
     expect((err as WeightsError).tensor).toBe(name);
   });
@@ -678,7 +685,7 @@ describe('reference backend: bad checkpoints are WeightsErrors', () => {
   it("an untied model without lm_head → 'missing-tensor'", async () => {
     const dir = join(root, 'no-head');
     await mkdir(dir);
-    await writeTinyModel(dir, PHI3, 9, (tensors) => tensors.filter((t) => t.name !== 'lm_head.weight'));
+    await writeRandomCheckpoint(dir, PHI3, { seed: 9, edit: (tensors) => tensors.filter((t) => t.name !== 'lm_head.weight') });
     const err = await expectRejects(openModel(dir), WeightsError, 'missing-tensor');
     expect((err as WeightsError).tensor).toBe('lm_head.weight');
   });
@@ -701,7 +708,7 @@ describe('reference backend: bad checkpoints are WeightsErrors', () => {
   it("a missing bias of an attention_bias model → 'missing-tensor'", async () => {
     const dir = join(root, 'no-bias');
     await mkdir(dir);
-    await writeTinyModel(dir, LLAMA, 9, (tensors) => tensors.filter((t) => t.name !== 'model.layers.1.self_attn.k_proj.bias'));
+    await writeRandomCheckpoint(dir, LLAMA, { seed: 9, edit: (tensors) => tensors.filter((t) => t.name !== 'model.layers.1.self_attn.k_proj.bias') });
     const err = await expectRejects(openModel(dir), WeightsError, 'missing-tensor');
     expect((err as WeightsError).tensor).toBe('model.layers.1.self_attn.k_proj.bias');
   });
@@ -714,7 +721,7 @@ describe('Session on the reference backend', () => {
   it('rotates each forward under the regime of its total length, so crossing L leaves a stale prefix', async () => {
     const m = model('phi3');
     const session = new Session(m.backend);
-    const ids = randomTokens(mulberry32(3), 20, m.config.vocabSize);
+    const ids = randomTokens(seeded(3), 20, m.config.vocabSize);
     await session.forward(ids.slice(0, 16)); // S = 16 = L: short
     expect(session.cache.uniformRegime()?.id).toBe(m.before.id);
     await session.forward(ids.slice(16, 17)); // S = 17: long
@@ -730,14 +737,14 @@ describe('Session on the reference backend', () => {
 
   it('below the threshold a cached greedy run equals the no-cache oracle; past it the stale cache drifts', async () => {
     const m = model('phi3');
-    const prompt = randomTokens(mulberry32(4), 10, m.config.vocabSize);
+    const prompt = randomTokens(seeded(4), 10, m.config.vocabSize);
     const cached = await greedyDecode(new Session(m.backend), prompt, { maxNewTokens: 6 }); // S ≤ 16 throughout
     const oracle = await greedyNoCache(m.backend, prompt, { maxNewTokens: 6 });
     expect(cached.tokens).toEqual(oracle.tokens);
     cached.logits.forEach((l, i) => expect(maxAbsDiff(l, oracle.logits[i]!), `step ${i}`).toBeLessThanOrEqual(1e-4));
 
     // Teacher-forced past L: the first long step's logits differ from the oracle (stale short keys).
-    const ids = randomTokens(mulberry32(5), 17, m.config.vocabSize);
+    const ids = randomTokens(seeded(5), 17, m.config.vocabSize);
     const session = new Session(m.backend);
     await session.forward(ids.slice(0, 16));
     const stale = await session.forward(ids.slice(16));

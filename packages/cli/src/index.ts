@@ -8,5 +8,10 @@ export type { CommandIO } from './io.js';
 export { UsageError } from './usage-error.js';
 export { makeTinyModel, tinyModelConfig, type TinyModelOptions } from './tiny-model/make-tiny-model.js';
 export { SeededRandom } from './tiny-model/seeded-random.js';
+export {
+  randomCheckpointTensors,
+  writeRandomCheckpoint,
+  type RandomCheckpointOptions,
+} from './tiny-model/random-checkpoint.js';
 export { runDemo, formatDemo, type DemoResult, type DemoRun } from './commands/demo.js';
 export { BUILTIN_MODEL_DIR, BACKEND_NAMES, openBackend, resolveModelDir, type BackendName } from './backends.js';

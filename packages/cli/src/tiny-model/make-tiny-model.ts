@@ -1,6 +1,5 @@
-import { mkdir, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
-import { type TensorDtype, type TensorToWrite, parseModelConfig, writeSafetensors } from '@ropeswitch/core';
+import type { TensorDtype } from '@ropeswitch/core';
+import { writeRandomCheckpoint } from './random-checkpoint.js';
 import { SeededRandom } from './seeded-random.js';
 
 /** The shape of a tiny Phi-3 LongRoPE model; every field has a default. */
@@ -58,39 +57,7 @@ export function tinyModelConfig(options: TinyModelOptions = {}): Record<string, 
   };
 }
 
-/**
- * Writes an HF-format folder (`config.json` + `model.safetensors`) of a tiny Phi-3 LongRoPE model
- * with seeded random weights: N(0, 0.25) projections (HF's 0.02 gives nearly flat logits) and
- * RMSNorm weights uniform in [0.5, 1.5], so an implementation that ignores them cannot pass.
- * The config is validated by the same parser that loads it.
- */
+/** Writes a tiny Phi-3 LongRoPE model (HF format, seeded random weights) into `outDir`. */
 export async function makeTinyModel(outDir: string, options: TinyModelOptions = {}): Promise<void> {
-  const json = tinyModelConfig(options);
-  const config = parseModelConfig(json, join(outDir, 'config.json'));
-  const rng = new SeededRandom(options.seed ?? 0);
-  const { hiddenSize: H, intermediateSize: I, numHeads, numKvHeads, headDim, vocabSize: V } = config;
-  const dtype = DTYPES[options.dtype ?? 'f32'];
-  const tensors: TensorToWrite[] = [];
-  const add = (name: string, shape: number[], fill: () => number) => {
-    const data = new Float32Array(shape.reduce((a, b) => a * b, 1));
-    for (let i = 0; i < data.length; i++) data[i] = fill();
-    tensors.push({ name, dtype, shape, data });
-  };
-  const weight = () => rng.normal(0.25);
-  const norm = () => rng.uniform(0.5, 1.5);
-  add('model.embed_tokens.weight', [V, H], weight);
-  for (let l = 0; l < config.numLayers; l++) {
-    const p = `model.layers.${l}`;
-    add(`${p}.input_layernorm.weight`, [H], norm);
-    add(`${p}.self_attn.qkv_proj.weight`, [(numHeads + 2 * numKvHeads) * headDim, H], weight);
-    add(`${p}.self_attn.o_proj.weight`, [H, numHeads * headDim], weight);
-    add(`${p}.post_attention_layernorm.weight`, [H], norm);
-    add(`${p}.mlp.gate_up_proj.weight`, [2 * I, H], weight);
-    add(`${p}.mlp.down_proj.weight`, [H, I], weight);
-  }
-  add('model.norm.weight', [H], norm);
-  add('lm_head.weight', [V, H], weight);
-  await mkdir(outDir, { recursive: true });
-  await writeFile(join(outDir, 'config.json'), `${JSON.stringify(json, null, 2)}\n`);
-  await writeSafetensors(join(outDir, 'model.safetensors'), tensors, { format: 'pt' });
+  await writeRandomCheckpoint(outDir, tinyModelConfig(options), { seed: options.seed ?? 0, dtype: DTYPES[options.dtype ?? 'f32'] });
 }
