@@ -57,7 +57,7 @@ export function matmul(
   for (; t < rows; t++) matvec(x, t * inDim, inDim, w, outDim, y, t * outDim, bias);
 }
 
-/** One input row: four weight rows at a time (decode is weight-bound: read each weight once). */
+/** One input row: eight weight rows at a time (decode is weight-bound: each weight is read once, each input value serves eight rows). */
 function matvec(
   x: Float32Array,
   xOff: number,
@@ -69,23 +69,23 @@ function matvec(
   bias?: Float32Array,
 ): void {
   let o = 0;
-  for (; o + 4 <= outDim; o += 4) {
-    const w0 = o * inDim;
-    const w1 = w0 + inDim;
-    const w2 = w1 + inDim;
-    const w3 = w2 + inDim;
-    let a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+  for (; o + 8 <= outDim; o += 8) {
+    const w0 = o * inDim, w1 = w0 + inDim, w2 = w1 + inDim, w3 = w2 + inDim;
+    const w4 = w3 + inDim, w5 = w4 + inDim, w6 = w5 + inDim, w7 = w6 + inDim;
+    let a0 = 0, a1 = 0, a2 = 0, a3 = 0, a4 = 0, a5 = 0, a6 = 0, a7 = 0;
     for (let k = 0; k < inDim; k++) {
       const c = x[xOff + k]!;
-      a0 += c * w[w0 + k]!;
-      a1 += c * w[w1 + k]!;
-      a2 += c * w[w2 + k]!;
-      a3 += c * w[w3 + k]!;
+      a0 += c * w[w0 + k]!; a1 += c * w[w1 + k]!; a2 += c * w[w2 + k]!; a3 += c * w[w3 + k]!;
+      a4 += c * w[w4 + k]!; a5 += c * w[w5 + k]!; a6 += c * w[w6 + k]!; a7 += c * w[w7 + k]!;
     }
-    y[yOff + o] = a0 + (bias ? bias[o]! : 0);
-    y[yOff + o + 1] = a1 + (bias ? bias[o + 1]! : 0);
-    y[yOff + o + 2] = a2 + (bias ? bias[o + 2]! : 0);
-    y[yOff + o + 3] = a3 + (bias ? bias[o + 3]! : 0);
+    // Bias added in float64 before the one rounding to float32, as in the blocked path.
+    const r = yOff + o;
+    if (bias) {
+      a0 += bias[o]!; a1 += bias[o + 1]!; a2 += bias[o + 2]!; a3 += bias[o + 3]!;
+      a4 += bias[o + 4]!; a5 += bias[o + 5]!; a6 += bias[o + 6]!; a7 += bias[o + 7]!;
+    }
+    y[r] = a0; y[r + 1] = a1; y[r + 2] = a2; y[r + 3] = a3;
+    y[r + 4] = a4; y[r + 5] = a5; y[r + 6] = a6; y[r + 7] = a7;
   }
   for (; o < outDim; o++) y[yOff + o] = dot(x, xOff, w, o * inDim, inDim) + (bias ? bias[o]! : 0);
 }
