@@ -763,3 +763,27 @@ describe('Session on the reference backend', () => {
     expect(session.length).toBe(0);
   });
 });
+
+describe('reference backend: sliding-window models', () => {
+  it('runs up to the window and refuses a longer sequence with a BackendError, cache unchanged', async () => {
+    const dir = join(root, 'mistral-window');
+    await mkdir(dir);
+    await writeRandomCheckpoint(dir, { ...LLAMA, model_type: 'mistral', tie_word_embeddings: false, sliding_window: 8 }, { seed: 12 });
+    const { config, backend } = await openModel(dir);
+    expect(config.slidingWindow).toBe(8);
+    const schedule = createRopeSchedule(config.rope);
+    const cache = backend.createCache();
+    const row = (tokens: number[], start: number): ForwardRow => ({
+      tokens,
+      positions: tokens.map((_, i) => start + i),
+      cache,
+      regime: schedule.regimeFor(start + tokens.length),
+    });
+    await backend.forward({ rows: [row([1, 2, 3, 4, 5, 6, 7, 8], 0)] });
+    expect(cache.length).toBe(8);
+    const err = await backend.forward({ rows: [row([9], 8)] }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(BackendError);
+    expect((err as BackendError).code).toBe('sliding-window');
+    expect(cache.length).toBe(8);
+  });
+});

@@ -93,6 +93,10 @@ export class ReferenceBackend implements Backend {
       total += r.row.tokens.length;
     }
     const longest = Math.max(...rows.map((r) => r.past + r.row.tokens.length));
+    // Sliding-window attention (Mistral, some Qwen2) is not implemented: refuse rather than differ.
+    if (c.slidingWindow !== undefined && longest > c.slidingWindow) {
+      throw new BackendError('sliding-window', `a sequence of ${longest} tokens exceeds the model's sliding window (${c.slidingWindow}), which the reference backend does not implement`);
+    }
 
     // Activations: [token][...] over every row's new tokens stacked together.
     const x = new Float32Array(total * H);
