@@ -21,6 +21,7 @@ import {
 import { ReferenceBackend } from '@ropeswitch/backend-reference';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SeededRandom, writeRandomCheckpoint } from '../packages/cli/src/index.js';
+import { maxAbsDiff } from './support/fixtures.js';
 
 /** A seeded uniform [0, 1) source. */
 function seeded(seed: number): () => number {
@@ -149,13 +150,6 @@ const randInt = (rand: () => number, lo: number, hi: number): number => lo + Mat
 const pick = <T>(rand: () => number, xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)]!;
 const randomTokens = (rand: () => number, n: number, vocab: number) => Array.from({ length: n }, () => randInt(rand, 0, vocab - 1));
 const range = (from: number, n: number) => Int32Array.from({ length: n }, (_, i) => from + i);
-
-function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  expect(a.length).toBe(b.length);
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!));
-  return m;
-}
 
 function concat(parts: Float32Array[]): Float32Array {
   const out = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
