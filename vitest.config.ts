@@ -10,6 +10,7 @@ export default defineConfig({
   resolve: {
     alias: {
       '@ropeswitch/core': src('./packages/core/src/index.ts'),
+      '@ropeswitch/policies': src('./packages/policies/src/index.ts'),
       '@ropeswitch/backend-reference': src('./packages/backends/reference/src/index.ts'),
     },
   },

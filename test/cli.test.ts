@@ -228,6 +228,87 @@ describe('generate', () => {
     expect(r.stdout).toContain(`generated (5 tokens, policy stale): ${e.greedy_stale!.tokens.slice(0, 5).join(' ')}`);
     expect(r.stdout).not.toContain('crossed');
   });
+
+  type PolicyJson = Omit<GenerateJson, 'events'> & { events: { type: string; policy: string; atLength: number }[] };
+  async function policyJson(policy: string): Promise<PolicyJson> {
+    const e = readExpected('seed1-gqa');
+    const r = await run(['generate', '--model', seed1, '--ids', e.prompt.join(','), '--max-new-tokens', '16', '--policy', policy, '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    return oneJsonLine(r.stdout) as PolicyJson;
+  }
+
+  it.each(['re-prefill', 'shadow-prefill', 'pre-estimate'])('--policy %s: typed events in --json; the exact ones equal HF generate', async (policy) => {
+    const e = readExpected('seed1-gqa');
+    const out = await policyJson(policy);
+    const types = out.events.map((x) => x.type);
+    expect(out.events.every((x) => x.policy === policy)).toBe(true);
+    if (policy === 'pre-estimate') {
+      // Long factors from the first token: not HF generate's short-regime steps, one event at the prompt.
+      expect(types).toEqual(['pre-estimate']);
+      expect(out.events[0]!.atLength).toBe(28);
+      return;
+    }
+    expect(out.tokens).toEqual(e.greedy_hf.tokens);
+    expectSteps(out.logits, e.greedy_hf.logits);
+    expect(types).toEqual(policy === 're-prefill' ? ['re-prefill'] : ['shadow-start', 'shadow-swap']);
+    expect(out.events.at(-1)!.atLength).toBe(28 + e.greedy_hf.crossing_step!);
+  });
+
+  it('--policy warn-only: the stale tokens plus one regime-change event at the crossing', async () => {
+    const e = readExpected('seed1-gqa');
+    const out = await policyJson('warn-only');
+    expect(out.tokens).toEqual(e.greedy_stale!.tokens);
+    expect(out.events).toEqual([{ type: 'rope-regime-change', policy: 'warn-only', from: 'longrope:short', to: 'longrope:long', atLength: 33 }]);
+  });
+
+  it('--policy rerotate: one rerotate event, and the text output describes it', async () => {
+    const out = await policyJson('rerotate');
+    expect(out.events.map((x) => x.type)).toEqual(['rerotate']);
+    const e = readExpected('seed1-gqa');
+    const r = await run(['generate', '--model', seed1, '--ids', e.prompt.join(','), '--max-new-tokens', '16', '--policy', 'rerotate']);
+    expect(r.stdout).toContain('event at length 33: rotated 32 cached keys longrope:short → longrope:long on the backend (rerotate)');
+  });
+
+  it('--temperature with --seed samples reproducibly; --top-k 1 is greedy', async () => {
+    const e = readExpected('seed8-phi3-short-only');
+    const base = ['generate', '--model', `${hfDir}seed8-phi3-short-only`, '--ids', e.prompt.join(','), '--max-new-tokens', '8', '--json'];
+    const a = oneJsonLine((await run([...base, '--temperature', '1.5', '--seed', '7'])).stdout) as GenerateJson;
+    const b = oneJsonLine((await run([...base, '--temperature', '1.5', '--seed', '7'])).stdout) as GenerateJson;
+    const c = oneJsonLine((await run([...base, '--temperature', '1.5', '--seed', '8'])).stdout) as GenerateJson;
+    expect(a.tokens).toEqual(b.tokens);
+    expect(c.tokens).not.toEqual(a.tokens);
+    const k1 = oneJsonLine((await run([...base, '--temperature', '1.5', '--top-k', '1', '--seed', '3'])).stdout) as GenerateJson;
+    expect(k1.tokens).toEqual(e.greedy_hf.tokens);
+  });
+
+  it('--prompt TEXT goes through the folder\'s tokenizer.json, and the text comes back', async () => {
+    const dir = await copyFixture('seed8-phi3-short-only');
+    // A word-level tokenizer over the 128 ids: "w0" … "w127", split on whitespace.
+    const vocab = Object.fromEntries(Array.from({ length: 128 }, (_, i) => [`w${i}`, i]));
+    await writeFile(
+      join(dir, 'tokenizer.json'),
+      JSON.stringify({
+        version: '1.0',
+        added_tokens: [],
+        normalizer: null,
+        pre_tokenizer: { type: 'Whitespace' },
+        post_processor: null,
+        decoder: { type: 'WordPiece', prefix: '##', cleanup: false },
+        model: { type: 'WordLevel', vocab, unk_token: 'w0' },
+      }),
+    );
+    const e = readExpected('seed8-phi3-short-only');
+    const text = e.prompt.map((id) => `w${id}`).join(' ');
+    const r = await run(['generate', '--model', dir, '--prompt', text, '--max-new-tokens', '8', '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    const out = oneJsonLine(r.stdout) as GenerateJson & { text: string };
+    expect(out.tokens).toEqual(e.greedy_hf.tokens);
+    expect(out.text).toBe(e.greedy_hf.tokens.map((id) => `w${id}`).join(' '));
+  });
+
+  it('--prompt without a tokenizer.json: exit code 2, pointing to --ids', async () => {
+    expect(expectFailure(await run(['generate', '--model', seed1, '--prompt', 'hello', '--max-new-tokens', '2']), 2)).toContain('--ids');
+  });
 });
 
 describe('demo', () => {
@@ -248,10 +329,16 @@ describe('demo', () => {
     expect(stale.tokens.slice(0, result.crossingStep)).toEqual(result.target.slice(0, result.crossingStep));
     expect(stale.firstError).toBeGreaterThanOrEqual(result.crossingStep);
     expect(stale.correct).toBeLessThan(oracle.correct);
+    // Every exact policy copies like the oracle; warn-only is the stale run plus an event.
+    for (const name of ['re-prefill', 'pre-estimate', 'shadow-prefill']) expect(byName.get(name)!.tokens, name).toEqual(result.target);
+    expect(byName.get('warn-only')!.tokens).toEqual(stale.tokens);
+    expect([...byName.keys()]).toEqual(['oracle', 'stale', 'warn-only', 're-prefill', 'rerotate', 'pre-estimate', 'shadow-prefill']);
     // The readable report of the same result tells the same story.
     const text = formatDemo(result, result.target.length - 1);
-    expect(text).toContain(`oracle  ${result.target.length}/${result.target.length} correct, no errors`);
-    expect(text).toContain(`first wrong token at ${stale.firstError}`);
+    const all = `${result.target.length}/${result.target.length}`;
+    expect(text).toMatch(new RegExp(`^oracle +${all} correct, +${result.target.length - result.crossingStep}/${result.target.length - result.crossingStep} after the crossing, no errors`, 'm'));
+    expect(text).toMatch(new RegExp(`^shadow-prefill +${all} correct`, 'm'));
+    expect(text).toContain(`first wrong at ${stale.firstError}`);
   });
 
   it('refuses a copy whose prompt is already past the threshold', async () => {
@@ -290,7 +377,10 @@ describe('errors', () => {
     ['unknown command', ['frobnicate'], "unknown command 'frobnicate'"],
     ['unknown option', ['logits', ...model, ...ids, '--bogus'], '--bogus'],
     ['missing --model', ['logits', ...ids], '--model is required'],
-    ['missing --ids', ['generate', ...model, '--max-new-tokens', '2'], '--ids is required'],
+    ['neither --ids nor --prompt', ['generate', ...model, '--max-new-tokens', '2'], 'exactly one of --ids and --prompt'],
+    ['both --ids and --prompt', ['generate', ...model, ...ids, '--prompt', 'x', '--max-new-tokens', '2'], 'exactly one of --ids and --prompt'],
+    ['--top-k without --temperature', ['generate', ...model, ...ids, '--max-new-tokens', '2', '--top-k', '3'], 'need --temperature'],
+    ['--top-p out of range', ['generate', ...model, ...ids, '--max-new-tokens', '2', '--temperature', '1', '--top-p', '1.5'], '--top-p'],
     ['non-numeric --ids', ['logits', ...model, '--ids', 'a,b'], "'a,b'"],
     ['empty id in --ids', ['logits', ...model, '--ids', '1,,2'], "'1,,2'"],
     ['negative --ids', ['logits', ...model, '--ids=-1'], "'-1'"],
@@ -298,7 +388,7 @@ describe('errors', () => {
     ['--last 0', ['logits', ...model, ...ids, '--last', '0'], '--last'],
     ['--last past the ids', ['logits', ...model, ...ids, '--last', '4'], '--last 4'],
     ['--max-new-tokens 0', ['generate', ...model, ...ids, '--max-new-tokens', '0'], '--max-new-tokens'],
-    ['unknown --policy', ['generate', ...model, ...ids, '--max-new-tokens', '2', '--policy', 'bogus'], "--policy must be one of stale, got 'bogus'"],
+    ['unknown --policy', ['generate', ...model, ...ids, '--max-new-tokens', '2', '--policy', 'bogus'], "--policy must be one of stale, warn-only, re-prefill, rerotate, pre-estimate, shadow-prefill, got 'bogus'"],
     ['unknown --backend', ['logits', ...model, ...ids, '--backend', 'bogus'], "--backend must be one of reference, got 'bogus'"],
     ['--dtype f64', ['make-tiny', '--out', join(tmpdir(), 'ropeswitch-never-written'), '--dtype', 'f64'], "--dtype must be one of f32, f16, bf16, got 'f64'"],
   ])('%s: exit code 2, one line', async (_, argv, mention) => {

@@ -22,6 +22,29 @@ interface Expectation {
 const DIVERGES = 'stale cache diverges';
 
 const EXPECTATIONS: Readonly<Record<string, Expectation>> = {
+  'compose-policies.ts': {
+    contains: ['[shadow-start by shadow-prefill]', '[rerotate by rerotate]', '[shadow-swap by shadow-prefill]'],
+    check: (stdout) => {
+      const steps = stdout.split('\n').filter((line) => line.startsWith('step '));
+      expect(steps).toHaveLength(40);
+      const diff = (line: string) => Number(/vs oracle (\S+)/.exec(line)![1]);
+      const rotated = steps.findIndex((line) => line.includes('rerotate by'));
+      const swapped = steps.findIndex((line) => line.includes('shadow-swap by'));
+      expect(rotated).toBeGreaterThan(0);
+      expect(swapped).toBeGreaterThan(rotated);
+      // Exact before the crossing and after the swap; approximate (rerotated) in between.
+      for (const line of [...steps.slice(0, rotated), ...steps.slice(swapped)]) expect(diff(line)).toBeLessThan(1e-4);
+      expect(diff(steps[rotated]!)).toBeGreaterThan(1e-2);
+    },
+  },
+  'custom-loop.ts': {
+    contains: ['10/10 steps agree with the oracle', 'event rope-regime-change from warn-only at length 65', 'event re-prefill from re-prefill at length 65', 'cache regimes now: longrope:long'],
+    check: (stdout) => {
+      expect(stdout).not.toContain('<- differs');
+      // warnOnly sees the request first, so its event comes first.
+      expect(stdout.indexOf('event rope-regime-change')).toBeLessThan(stdout.indexOf('event re-prefill'));
+    },
+  },
   'rope-schedule.ts': {
     contains: ['S = 4095: longrope:short', 'S = 4096: longrope:short', 'S = 4097: longrope:long', 'rerotation at p = 4000'],
   },

@@ -436,6 +436,7 @@ function fakeCache(layout: CpuKvCache['layout']): KvCache {
     regimeSpans: () => inner.regimeSpans(),
     uniformRegime: () => inner.uniformRegime(),
     clone: () => inner.clone(),
+    replaceWith: (other) => inner.replaceWith(other),
     crop: (n) => inner.crop(n),
     dispose: () => inner.dispose(),
   };

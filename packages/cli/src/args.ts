@@ -47,3 +47,13 @@ export function choice<T extends string>(name: string, value: string | boolean |
   }
   return value as T;
 }
+
+/** A number option within [min, max]; `undefined` when absent. */
+export function numberOption(name: string, value: string | boolean | undefined, min: number, max: number): number | undefined {
+  if (value === undefined) return undefined;
+  const n = typeof value === 'string' && value.trim() !== '' ? Number(value) : NaN;
+  if (!Number.isFinite(n) || n < min || n > max) {
+    throw new UsageError(`--${name} must be a number in [${min}, ${max}], got '${String(value)}'`);
+  }
+  return n;
+}

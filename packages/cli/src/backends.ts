@@ -1,6 +1,6 @@
 import { fileURLToPath } from 'node:url';
 import { ReferenceBackend } from '@ropeswitch/backend-reference';
-import { type Backend, loadCheckpoint } from '@ropeswitch/core';
+import { type Backend, type TextTokenizer, loadCheckpoint } from '@ropeswitch/core';
 
 /** Backends the command line can open, by `--backend` name. */
 export const BACKEND_NAMES = ['reference'] as const;
@@ -16,11 +16,24 @@ export function resolveModelDir(model: string): string {
 
 /** Loads the model folder into the named backend. */
 export async function openBackend(name: BackendName, modelDir: string): Promise<Backend> {
+  return (await openModel(name, modelDir)).backend;
+}
+
+/** A model folder opened for the command line: its backend and, when the folder has one, its tokenizer. */
+export interface OpenModel {
+  readonly backend: Backend;
+  readonly tokenizer?: TextTokenizer;
+}
+
+/** Loads the model folder into the named backend, with its tokenizer when it has a `tokenizer.json`. */
+export async function openModel(name: BackendName, modelDir: string): Promise<OpenModel> {
   const checkpoint = await loadCheckpoint(modelDir);
   try {
     switch (name) {
-      case 'reference':
-        return new ReferenceBackend(checkpoint.config, checkpoint.weights);
+      case 'reference': {
+        const backend = new ReferenceBackend(checkpoint.config, checkpoint.weights);
+        return checkpoint.tokenizer ? { backend, tokenizer: checkpoint.tokenizer } : { backend };
+      }
     }
   } finally {
     await checkpoint.weights.close();

@@ -7,7 +7,7 @@ export { main, usage } from './main.js';
 export type { CommandIO } from './io.js';
 export { UsageError } from './usage-error.js';
 export { makeTinyModel, tinyModelConfig, type TinyModelOptions } from './tiny-model/make-tiny-model.js';
-export { SeededRandom } from './tiny-model/seeded-random.js';
+export { SeededRandom } from '@ropeswitch/core';
 export {
   randomCheckpointTensors,
   writeRandomCheckpoint,

@@ -46,5 +46,8 @@ export class CacheError extends RopeswitchError {}
 /** A forward call that cannot run or failed: ids outside the vocabulary, positions past the model's limit, NaN logits. */
 export class BackendError extends RopeswitchError {}
 
+/** A session or generation misused: bad chunk size, planned length, sampling options, empty input. */
+export class SessionError extends RopeswitchError {}
+
 /** A cache policy that failed or was misused (e.g. `next` called twice). */
 export class PolicyError extends RopeswitchError {}

@@ -1,8 +1,9 @@
-import { Session, greedyDecode, greedyNoCache } from '@ropeswitch/core';
+import { SeededRandom, generate, greedyNoCache, wrapBackend } from '@ropeswitch/core';
+import { POLICY_NAMES, type PolicyName, policyByName } from '@ropeswitch/policies';
 import { intOption, parseOptions } from '../args.js';
+import type { Backend } from '@ropeswitch/core';
 import { BUILTIN_MODEL_DIR, openBackend } from '../backends.js';
 import type { CommandIO } from '../io.js';
-import { SeededRandom } from '../tiny-model/seeded-random.js';
 import { UsageError } from '../usage-error.js';
 
 export const demoUsage = 'ropeswitch demo [--n N] [--seed S] [--json]';
@@ -33,10 +34,21 @@ export interface DemoResult {
   readonly runs: DemoRun[];
 }
 
+/** What each run of the demo is, in a few words. */
+const DESCRIPTIONS: Record<'oracle' | PolicyName, string> = {
+  oracle: 'no cache: a full forward per step (the ground truth)',
+  stale: 'cache kept through the crossing (what a custom loop on HF gets)',
+  'warn-only': 'as stale, plus one typed event at the crossing',
+  're-prefill': 'all tokens re-run under long factors at the crossing',
+  rerotate: 'cached keys rotated to long factors in place (exact at layer 0 only)',
+  'pre-estimate': 'long factors from the first token (the planned length crosses)',
+  'shadow-prefill': 'long-factor copy built ahead, swapped in at the crossing',
+};
+
 /**
  * The copy task on the built-in LongRoPE model: `[BOS] x1..xn [SEP]` → `x1..xn [EOS]`, with a
- * prompt below the threshold and a copy that crosses it. Decoded once with a stale cache (what a
- * custom loop on HF gets) and once with the no-cache oracle.
+ * prompt below the threshold and a copy that crosses it. Decoded greedily by the no-cache oracle
+ * and through each cache policy.
  */
 export async function runDemo(n: number, seed: number): Promise<DemoResult> {
   const rng = new SeededRandom(seed);
@@ -45,33 +57,31 @@ export async function runDemo(n: number, seed: number): Promise<DemoResult> {
   const target = [...content, EOS];
   const backend = await openBackend('reference', BUILTIN_MODEL_DIR);
   try {
-    const session = new Session(backend);
-    const threshold = session.schedule.threshold ?? Infinity;
+    const threshold = thresholdOf(backend);
     // Step i's forward covers prompt + i tokens: the copy crosses when prompt ≤ L < prompt + n.
     if (prompt.length > threshold || prompt.length + n <= threshold) {
       const lo = Math.floor((threshold - 2) / 2) + 1;
       throw new UsageError(`a copy of ${n} symbols (prompt ${prompt.length} tokens) does not cross the threshold ${threshold}; use ${lo} ≤ n ≤ ${threshold - 2}`);
     }
-    const stale = await greedyDecode(session, prompt, { maxNewTokens: target.length });
-    session.dispose();
-    const oracle = await greedyNoCache(backend, prompt, { maxNewTokens: target.length });
-    const score = (name: string, description: string, tokens: number[]): DemoRun => {
+    const score = (name: string, tokens: number[]): DemoRun => {
       const firstError = tokens.findIndex((t, i) => t !== target[i]);
+      const description = DESCRIPTIONS[name as keyof typeof DESCRIPTIONS];
       return { name, description, tokens, correct: tokens.filter((t, i) => t === target[i]).length, firstError };
     };
-    return {
-      threshold,
-      promptLength: prompt.length,
-      crossingStep: threshold - prompt.length + 1,
-      target,
-      runs: [
-        score('oracle', 'no cache: a full forward per step', oracle.tokens),
-        score('stale', 'cache kept through the crossing', stale.tokens),
-      ],
-    };
+    const runs = [score('oracle', (await greedyNoCache(backend, prompt, { maxNewTokens: target.length })).tokens)];
+    for (const name of POLICY_NAMES) {
+      const result = await generate(wrapBackend(backend, policyByName(name)), prompt, { maxNewTokens: target.length, collectLogits: false });
+      runs.push(score(name, result.tokens));
+    }
+    return { threshold, promptLength: prompt.length, crossingStep: threshold - prompt.length + 1, target, runs };
   } finally {
     await backend.dispose();
   }
+}
+
+function thresholdOf(backend: Backend): number {
+  const { scaling } = backend.config.rope;
+  return scaling.type === 'longrope' ? scaling.originalMaxPositionEmbeddings : Infinity;
 }
 
 export async function demoCommand(argv: string[], io: CommandIO): Promise<void> {
@@ -90,32 +100,31 @@ export async function demoCommand(argv: string[], io: CommandIO): Promise<void> 
 export function formatDemo(r: DemoResult, n: number): string {
   const show = (t: number) => (t === EOS ? 'E' : t >= FIRST_CONTENT ? String(t - FIRST_CONTENT) : `?${t}`);
   const width = 4;
+  const label = Math.max(8, ...r.runs.map((run) => run.name.length + 2));
   const cell = (s: string) => s.padStart(width);
   const lines = [
     `ropeswitch demo: copy task on the built-in LongRoPE model (threshold L = ${r.threshold})`,
     `prompt: [BOS] ${n} random symbols [SEP] = ${r.promptLength} tokens; the copy has ${r.target.length} tokens (E = EOS)`,
     `generated token ${r.crossingStep} is the first predicted by a forward longer than L: from there the model needs long-factor keys`,
     '',
-    `${'target'.padEnd(8)}${r.target.map((t) => cell(show(t))).join('')}`,
+    `${'target'.padEnd(label)}${r.target.map((t) => cell(show(t))).join('')}`,
   ];
-  const marker = `${' '.repeat(8 + r.crossingStep * width)}${'^'.padStart(width)} crossing`;
   for (const run of r.runs) {
     const row = run.tokens.map((t, i) => cell(t === r.target[i] ? show(t) : `[${show(t)}]`)).join('');
-    lines.push(`${run.name.padEnd(8)}${row}`);
+    lines.push(`${run.name.padEnd(label)}${row}`);
   }
-  lines.push(marker, '');
+  lines.push(`${' '.repeat(label + r.crossingStep * width)}${'^'.padStart(width)} crossing`, '');
+  const afterTotal = r.target.length - r.crossingStep;
   for (const run of r.runs) {
-    const where = run.firstError < 0 ? 'no errors' : `first wrong token at ${run.firstError}`;
-    lines.push(`${run.name.padEnd(8)}${run.correct}/${r.target.length} correct, ${where}: ${run.description}`);
+    const after = run.tokens.slice(r.crossingStep).filter((t, i) => t === r.target[r.crossingStep + i]).length;
+    const where = run.firstError < 0 ? 'no errors' : `first wrong at ${run.firstError}`;
+    lines.push(`${run.name.padEnd(label)}${`${run.correct}/${r.target.length}`.padStart(5)} correct, ${`${after}/${afterTotal}`.padStart(5)} after the crossing, ${where.padEnd(17)} ${run.description}`);
   }
-  const stale = r.runs.find((x) => x.name === 'stale');
-  if (stale && stale.firstError >= 0) {
-    const after = stale.tokens.slice(r.crossingStep).filter((t, i) => t === r.target[r.crossingStep + i]).length;
-    lines.push(
-      '',
-      `The stale cache breaks at token ${stale.firstError} (crossing at ${r.crossingStep}): after it ${after}/${r.target.length - r.crossingStep} tokens are right,`,
-      'because every key cached before the crossing still carries short-factor rotations.',
-    );
-  }
+  lines.push(
+    '',
+    'A stale cache keeps the short-factor keys of every token before the crossing; rerotation fixes the',
+    'rotation of layer 0 only (deeper keys were computed under short-factor attention); re-prefill and',
+    'shadow-prefill recompute the cache under long factors, shadow-prefill ahead of the crossing.',
+  );
   return `${lines.join('\n')}\n`;
 }

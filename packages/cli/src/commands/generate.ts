@@ -1,47 +1,108 @@
-import { Session, greedyDecode } from '@ropeswitch/core';
-import { choice, idList, intOption, parseOptions, required } from '../args.js';
-import { BACKEND_NAMES, openBackend, resolveModelDir } from '../backends.js';
+import { type GenerateResult, type SamplingOptions, createRopeSchedule, generate, wrapBackend } from '@ropeswitch/core';
+import { POLICY_NAMES, policyByName } from '@ropeswitch/policies';
+import { choice, idList, intOption, numberOption, parseOptions, required } from '../args.js';
+import { BACKEND_NAMES, openModel, resolveModelDir } from '../backends.js';
 import type { CommandIO } from '../io.js';
+import { UsageError } from '../usage-error.js';
 
 export const generateUsage =
-  'ropeswitch generate --model DIR --ids 1,2,3 --max-new-tokens N [--policy stale] [--backend reference] [--json]';
+  'ropeswitch generate --model DIR (--ids 1,2,3 | --prompt TEXT) --max-new-tokens N [--policy NAME] [--backend reference] [--chunk-size N] [--temperature T --top-k K --top-p P --seed S] [--json]';
 
-/** Cache policies selectable with `--policy`. `stale` keeps the cache through a regime change, as a custom loop on HF does. */
-export const POLICY_NAMES = ['stale'] as const;
+/** Cache policies selectable with `--policy`, by name (default `stale`, what a custom loop on HF does). */
+export { POLICY_NAMES };
 
-/** Greedy decoding with a KV cache; `--json` prints `{"tokens", "logits", "events"}`. */
+/**
+ * Decoding with a KV cache through a cache policy (`--policy`, default `stale`). Greedy unless a
+ * temperature is given. `--json` prints `{"tokens", "logits", "events"}` (`text` too with a tokenizer).
+ */
 export async function generateCommand(argv: string[], io: CommandIO): Promise<void> {
   const o = parseOptions('generate', argv, {
     model: { type: 'string' },
     ids: { type: 'string' },
+    prompt: { type: 'string' },
     'max-new-tokens': { type: 'string' },
     policy: { type: 'string' },
     backend: { type: 'string' },
+    'chunk-size': { type: 'string' },
+    temperature: { type: 'string' },
+    'top-k': { type: 'string' },
+    'top-p': { type: 'string' },
+    seed: { type: 'string' },
     json: { type: 'boolean' },
   });
-  const ids = idList('ids', required('generate', 'ids', o.ids));
+  if ((o.ids === undefined) === (o.prompt === undefined)) throw new UsageError('generate: give exactly one of --ids and --prompt');
   const maxNewTokens = intOption('max-new-tokens', required('generate', 'max-new-tokens', o['max-new-tokens']), 0, 1, 1 << 20);
-  choice('policy', o.policy, POLICY_NAMES, 'stale');
+  const policyName = choice('policy', o.policy, POLICY_NAMES, 'stale');
+  const chunkSize = o['chunk-size'] === undefined ? undefined : intOption('chunk-size', o['chunk-size'], 0, 1);
+  const sampling = samplingOptions(o);
   const modelDir = resolveModelDir(required('generate', 'model', o.model));
-  const backend = await openBackend(choice('backend', o.backend, BACKEND_NAMES, 'reference'), modelDir);
-  const session = new Session(backend);
+  const { backend, tokenizer } = await openModel(choice('backend', o.backend, BACKEND_NAMES, 'reference'), modelDir);
   try {
-    const result = await greedyDecode(session, ids, { maxNewTokens });
+    let ids: number[];
+    if (typeof o.prompt === 'string') {
+      if (!tokenizer) throw new UsageError(`generate: --prompt needs a tokenizer.json in ${modelDir}; give --ids instead`);
+      ids = tokenizer.encode(o.prompt);
+      if (ids.length === 0) throw new UsageError('generate: --prompt encodes to no tokens');
+    } else {
+      ids = idList('ids', required('generate', 'ids', o.ids));
+    }
+    const result = await generate(wrapBackend(backend, policyByName(policyName)), ids, {
+      maxNewTokens,
+      ...(sampling ? { sampling } : {}),
+      ...(chunkSize !== undefined ? { chunkSize } : {}),
+    });
+    const text = tokenizer?.decode(result.tokens);
     if (o.json) {
       const logits = result.logits.map((l) => Array.from(l));
-      io.stdout(`${JSON.stringify({ tokens: result.tokens, logits, events: [] })}\n`);
+      io.stdout(`${JSON.stringify({ tokens: result.tokens, logits, events: result.events, ...(text !== undefined ? { text } : {}) })}\n`);
     } else {
-      const s = session.schedule;
-      io.stdout(`prompt (${ids.length} tokens): ${ids.join(' ')}\n`);
-      io.stdout(`generated (${result.tokens.length} tokens, policy stale): ${result.tokens.join(' ')}\n`);
-      // The forward of step i covers ids.length + i tokens; the first past the threshold is the crossing.
-      const longestForward = ids.length + result.tokens.length - 1;
-      if (s.threshold !== undefined && ids.length <= s.threshold && longestForward > s.threshold) {
-        io.stdout(`the sequence crossed the RoPE threshold (${s.threshold}) at step ${s.threshold - ids.length + 1}: cached keys from before it are stale\n`);
-      }
+      io.stdout(describeRun(ids, result, policyName, text, createRopeSchedule(backend.config.rope).threshold));
     }
   } finally {
-    session.dispose();
     await backend.dispose();
+  }
+}
+
+function samplingOptions(o: Record<string, string | boolean | undefined>): SamplingOptions | undefined {
+  const temperature = numberOption('temperature', o.temperature, 0, 100);
+  const topK = o['top-k'] === undefined ? undefined : intOption('top-k', o['top-k'], 0, 1);
+  const topP = numberOption('top-p', o['top-p'], 0, 1);
+  const seed = o.seed === undefined ? undefined : intOption('seed', o.seed, 0, 0, 2 ** 32 - 1);
+  if (temperature === undefined) {
+    if (topK !== undefined || topP !== undefined || seed !== undefined) throw new UsageError('generate: --top-k, --top-p and --seed need --temperature');
+    return undefined;
+  }
+  return { temperature, ...(topK !== undefined ? { topK } : {}), ...(topP !== undefined ? { topP } : {}), ...(seed !== undefined ? { seed } : {}) };
+}
+
+function describeRun(ids: number[], result: GenerateResult, policy: string, text: string | undefined, threshold: number | undefined): string {
+  const lines = [
+    `prompt (${ids.length} tokens): ${ids.join(' ')}`,
+    `generated (${result.tokens.length} tokens, policy ${policy}): ${result.tokens.join(' ')}`,
+  ];
+  // The forward of step i covers ids.length + i tokens; the first past the threshold is the crossing.
+  const longestForward = ids.length + result.tokens.length - 1;
+  if (threshold !== undefined && ids.length <= threshold && longestForward > threshold) {
+    lines.push(`the sequence crossed the RoPE threshold (${threshold}) at step ${threshold - ids.length + 1}`);
+  }
+  if (text !== undefined) lines.push(`text: ${JSON.stringify(text)}`);
+  for (const e of result.events) lines.push(`event at length ${e.atLength}: ${describeEvent(e)}`);
+  return `${lines.join('\n')}\n`;
+}
+
+function describeEvent(e: GenerateResult['events'][number]): string {
+  switch (e.type) {
+    case 'rope-regime-change':
+      return `RoPE regime changed ${e.from} → ${e.to}; cached keys keep ${e.from} (${e.policy})`;
+    case 're-prefill':
+      return `re-prefilled ${e.tokens} tokens under ${e.regime} (${e.policy})`;
+    case 'rerotate':
+      return `rotated ${e.keys} cached keys ${e.from.join(', ')} → ${e.to}${e.onBackend ? ' on the backend' : ''} (${e.policy})`;
+    case 'pre-estimate':
+      return `planned length ${e.plannedLength} crosses the threshold: ${e.regime} from the first token (${e.policy})`;
+    case 'shadow-start':
+      return `started a ${e.regime} shadow copy of the cache (${e.policy})`;
+    case 'shadow-swap':
+      return `swapped in the ${e.regime} shadow copy${e.catchUpTokens ? ` after catching up ${e.catchUpTokens} tokens` : ''} (${e.policy})`;
   }
 }

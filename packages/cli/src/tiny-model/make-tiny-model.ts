@@ -1,6 +1,5 @@
-import type { TensorDtype } from '@ropeswitch/core';
+import { SeededRandom, type TensorDtype } from '@ropeswitch/core';
 import { writeRandomCheckpoint } from './random-checkpoint.js';
-import { SeededRandom } from './seeded-random.js';
 
 /** The shape of a tiny Phi-3 LongRoPE model; every field has a default. */
 export interface TinyModelOptions {

@@ -1,7 +1,6 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { type ModelConfig, type TensorDtype, type TensorToWrite, parseModelConfig, writeSafetensors } from '@ropeswitch/core';
-import { SeededRandom } from './seeded-random.js';
+import { type ModelConfig, SeededRandom, type TensorDtype, type TensorToWrite, parseModelConfig, writeSafetensors } from '@ropeswitch/core';
 
 /**
  * The HF state dict of a random decoder for `config`: Phi-3 fused or Llama split projections,

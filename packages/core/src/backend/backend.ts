@@ -67,6 +67,8 @@ export interface Backend {
   forward(request: ForwardRequest): Promise<ForwardResult>;
   /** Rotates every cached key of `cache` into `to`, in place (present when `capabilities.rerotateKeys`). */
   rerotateKeys?(cache: KvCache, to: RopeRegime): Promise<void>;
+  /** The sequence owning `cache` ended: forget state kept for it (policy wrappers keep shadow caches). */
+  releaseSequence?(cache: KvCache): void;
   /** Frees weights and device resources. */
   dispose(): Promise<void>;
 }

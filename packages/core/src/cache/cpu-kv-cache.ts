@@ -156,6 +156,28 @@ export class CpuKvCache implements KvCache {
     return c;
   }
 
+  replaceWith(other: KvCache): void {
+    this.assertLive();
+    if (other === this) return;
+    if (!(other instanceof CpuKvCache)) {
+      throw new CacheError('foreign-cache', `cannot replace a CPU cache with a ${other.location} cache of another kind`);
+    }
+    other.assertLive();
+    const a = this.layout;
+    const b = other.layout;
+    if (a.numLayers !== b.numLayers || a.numKvHeads !== b.numKvHeads || a.headDim !== b.headDim) {
+      throw new CacheError('cache-layout', `cannot replace a ${a.numLayers}×${a.numKvHeads}×${a.headDim} cache with a ${b.numLayers}×${b.numKvHeads}×${b.headDim} one`);
+    }
+    this.keyData = other.keyData;
+    this.valueData = other.valueData;
+    this.tokenIds = other.tokenIds;
+    this.positionIds = other.positionIds;
+    this.spans = other.spans;
+    this.size = other.size;
+    this.cap = other.cap;
+    other.dispose();
+  }
+
   crop(length: number): void {
     this.assertLive();
     if (!Number.isInteger(length) || length < 0 || length > this.size) {

@@ -47,6 +47,12 @@ export interface KvCache {
   uniformRegime(): RopeRegime | undefined;
   /** An independent copy (same location). */
   clone(): KvCache;
+  /**
+   * Takes over the contents of `other` (a cache of the same backend and layout), which ends up
+   * disposed. This is how a policy swaps in a rebuilt cache: everyone holding this cache object
+   * (a session, a custom loop) keeps a valid reference to the sequence.
+   */
+  replaceWith(other: KvCache): void;
   /** Keeps the first `length` tokens. */
   crop(length: number): void;
   /** Frees the storage; any later use throws `CacheError`. */

@@ -1,6 +1,8 @@
 import type { Backend } from '../backend/backend.js';
+import { argmax } from './argmax.js';
+import { generate } from './generate.js';
 import { noCacheForward } from './no-cache-forward.js';
-import { Session } from './session.js';
+import type { Session } from './session.js';
 
 /** The outcome of a greedy run: the new tokens and the logits each was chosen from. */
 export interface GreedyResult {
@@ -18,18 +20,10 @@ export interface GreedyOptions {
   readonly onToken?: (token: number, step: number) => void;
 }
 
-/** Index of the largest value (the first one on ties, like torch.argmax). */
-export function argmax(logits: ArrayLike<number>): number {
-  let best = 0;
-  for (let i = 1; i < logits.length; i++) if (logits[i]! > logits[best]!) best = i;
-  return best;
-}
-
-/** Greedy decoding through a session: prefill once, then one token per forward, cache kept. */
+/** Greedy decoding through a session: prefill once, then one token per forward, cache kept ({@link generate} without sampling). */
 export async function greedyDecode(session: Session, prompt: ArrayLike<number>, options: GreedyOptions): Promise<GreedyResult> {
-  return decodeLoop(options, async (step, last) =>
-    session.forward(step === 0 ? prompt : [last], options.signal ? { signal: options.signal } : {}),
-  );
+  const { tokens, logits } = await generate(session, prompt, options);
+  return { tokens, logits };
 }
 
 /** Greedy decoding with the no-cache oracle: every step is a full forward over the prefix. */

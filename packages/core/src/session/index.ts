@@ -1,3 +1,6 @@
-export { Session } from './session.js';
+export { Session, type SessionOptions, type PrefillOptions, type SessionForwardOptions } from './session.js';
 export { noCacheForward } from './no-cache-forward.js';
-export { greedyDecode, greedyNoCache, argmax, type GreedyOptions, type GreedyResult } from './greedy.js';
+export { argmax } from './argmax.js';
+export { greedyDecode, greedyNoCache, type GreedyOptions, type GreedyResult } from './greedy.js';
+export { generate, type GenerateOptions, type GenerateResult, type GenerateStopReason } from './generate.js';
+export { createSampler, type Sampler, type SamplingOptions } from './sampler.js';

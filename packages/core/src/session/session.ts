@@ -1,26 +1,70 @@
 import type { Backend } from '../backend/backend.js';
 import type { KvCache } from '../cache/kv-cache.js';
+import { SessionError } from '../errors.js';
+import type { PolicyRequest, PolicyResult, PolicyRow } from '../policy/cache-policy.js';
+import type { PolicyEvent } from '../policy/policy-events.js';
 import { createRopeSchedule } from '../rope/create-schedule.js';
+import type { RopeRegime } from '../rope/regime.js';
 import type { RopeSchedule } from '../rope/schedule.js';
 
+export interface SessionOptions {
+  /** Called with each event a policy reports for this sequence, as it happens. */
+  readonly onEvent?: (event: PolicyEvent) => void;
+  /** Overrides the schedule derived from the backend's config (e.g. a pinned regime). */
+  readonly schedule?: RopeSchedule;
+}
+
+export interface PrefillOptions {
+  /**
+   * Run the prompt in forwards of at most this many tokens (default: one forward). Every chunk is
+   * rotated under the regime of the whole prompt's length, never short for the first chunks and
+   * long for the rest.
+   */
+  readonly chunkSize?: number;
+  /** Total length this sequence is expected to reach (prompt + max new tokens): policies plan with it. */
+  readonly plannedLength?: number;
+  /** Logits of how many trailing prompt positions to return (default 1). */
+  readonly logits?: number;
+  readonly signal?: AbortSignal;
+}
+
+export interface SessionForwardOptions {
+  /** Logits of how many trailing positions to return (default 1). */
+  readonly logits?: number;
+  readonly signal?: AbortSignal;
+}
+
 /**
- * One sequence being decoded: its tokens and its KV cache on one backend. Each forward rotates the
- * new tokens under the regime of the total length after them (what HF's rotary module does) and
- * keeps every cached key as it is, so across a regime change the cache goes stale, exactly like a
- * hand-written loop over HF transformers. Cache policies (which fix that) wrap the backend.
+ * One sequence: its tokens and its KV cache on one backend, for hand-written generation loops.
+ * Each forward rotates the new tokens under the regime of the sequence's total length after them
+ * (what HF's rotary module does) and sends the request through `backend`. Over a bare backend the
+ * cached keys keep their rotation, so across a regime change the cache goes stale exactly like an
+ * HF custom loop; over `wrapBackend(backend, policy)` the policy keeps it correct, the same fix
+ * `generate()` gets.
+ *
+ * ```ts
+ * const session = new Session(wrapBackend(backend, rePrefill()));
+ * let logits = await session.prefill(prompt, { plannedLength: prompt.length + 64 });
+ * for (let i = 0; i < 64; i++) logits = await session.forward([argmax(logits)]);
+ * session.dispose();
+ * ```
  */
 export class Session {
   readonly schedule: RopeSchedule;
-  private cacheRef: KvCache;
+  /** Total length the sequence is expected to reach, once a prefill said so. */
+  plannedLength: number | undefined;
+  private readonly cacheRef: KvCache;
+  private readonly eventLog: PolicyEvent[] = [];
 
   constructor(
     readonly backend: Backend,
-    schedule?: RopeSchedule,
+    private readonly options: SessionOptions = {},
   ) {
-    this.schedule = schedule ?? createRopeSchedule(backend.config.rope);
+    this.schedule = options.schedule ?? createRopeSchedule(backend.config.rope);
     this.cacheRef = backend.createCache();
   }
 
+  /** The sequence's cache. Its identity is stable: a policy that rebuilds it swaps the contents in. */
   get cache(): KvCache {
     return this.cacheRef;
   }
@@ -30,20 +74,111 @@ export class Session {
     return this.cacheRef.length;
   }
 
-  /** Runs `ids` after what the session holds; returns the logits of the last `logits` positions (default 1), `[position][vocab]`. */
-  async forward(ids: ArrayLike<number>, options: { logits?: number; signal?: AbortSignal } = {}): Promise<Float32Array> {
-    const start = this.cacheRef.length;
-    const positions = Int32Array.from({ length: ids.length }, (_, i) => start + i);
-    const regime = this.schedule.regimeFor(start + ids.length);
-    const result = await this.backend.forward({
-      rows: [{ tokens: ids, positions, cache: this.cacheRef, regime, logits: options.logits ?? 1 }],
-      ...(options.signal ? { signal: options.signal } : {}),
-    });
-    return result.rows[0]!.data;
+  /** Every event policies reported for this sequence, oldest first. */
+  get events(): readonly PolicyEvent[] {
+    return this.eventLog;
   }
 
-  /** Frees the cache. */
+  /** A copy of the sequence's token ids. */
+  tokens(): Int32Array {
+    return this.cacheRef.tokens();
+  }
+
+  /**
+   * Runs a prompt (or the next turn of one) after what the session holds, in chunks when asked.
+   * Returns the logits of the last `logits` positions, `[position][vocab]`. A failed or aborted
+   * chunk throws and leaves the session as it was before that chunk (earlier chunks stay cached).
+   */
+  async prefill(ids: ArrayLike<number>, options: PrefillOptions = {}): Promise<Float32Array> {
+    checkIds(ids);
+    const start = this.cacheRef.length;
+    const total = start + ids.length;
+    const chunk = options.chunkSize ?? ids.length;
+    if (!Number.isInteger(chunk) || chunk < 1) throw new SessionError('bad-chunk-size', `chunkSize must be a positive integer; got ${chunk}`);
+    const planned = options.plannedLength ?? this.plannedLength;
+    if (options.plannedLength !== undefined) {
+      const p = options.plannedLength;
+      if (!Number.isInteger(p) || p < total) {
+        throw new SessionError('bad-planned-length', `plannedLength must be an integer ≥ the length after the prompt (${total}); got ${p}`);
+      }
+    }
+    const want = options.logits ?? 1;
+    checkLogitsCount(want, ids.length);
+    // One regime for every chunk, decided by the whole prompt's length.
+    const regime = this.schedule.regimeFor(total);
+    let logits: Float32Array = new Float32Array(0);
+    for (let from = 0; from < ids.length; from += chunk) {
+      const to = Math.min(ids.length, from + chunk);
+      const tail = Math.max(0, want - (ids.length - to));
+      const part = await this.run(Array.from({ length: to - from }, (_, i) => ids[from + i]!), regime, Math.min(tail, to - from), true, planned, options.signal);
+      if (part.length > 0) logits = concat(logits, part);
+    }
+    // The plan holds once the prompt it came with is in: a failed prefill leaves the old one.
+    this.plannedLength = planned;
+    return logits;
+  }
+
+  /** Runs `ids` after what the session holds; returns the logits of the last `logits` positions (default 1), `[position][vocab]`. */
+  async forward(ids: ArrayLike<number>, options: SessionForwardOptions = {}): Promise<Float32Array> {
+    checkIds(ids);
+    const want = options.logits ?? 1;
+    checkLogitsCount(want, ids.length);
+    const regime = this.schedule.regimeFor(this.cacheRef.length + ids.length);
+    return this.run(ids, regime, want, false, this.plannedLength, options.signal);
+  }
+
+  /** Ends the sequence: policies drop what they keep for it, and the cache is freed. */
   dispose(): void {
+    if (this.cacheRef.disposed) return;
+    this.backend.releaseSequence?.(this.cacheRef);
     this.cacheRef.dispose();
   }
+
+  private async run(
+    ids: ArrayLike<number>,
+    regime: RopeRegime,
+    logits: number,
+    prefill: boolean,
+    plannedLength: number | undefined,
+    signal: AbortSignal | undefined,
+  ): Promise<Float32Array> {
+    const start = this.cacheRef.length;
+    const row: PolicyRow = {
+      tokens: ids,
+      positions: Int32Array.from({ length: ids.length }, (_, i) => start + i),
+      cache: this.cacheRef,
+      regime,
+      logits,
+      ...(prefill ? { prefill } : {}),
+      ...(plannedLength !== undefined ? { plannedLength } : {}),
+    };
+    const request: PolicyRequest = { rows: [row], ...(signal ? { signal } : {}) };
+    const result = (await this.backend.forward(request)) as PolicyResult;
+    const out = result.rows[0]!;
+    for (const event of out.events ?? []) {
+      this.eventLog.push(event);
+      this.options.onEvent?.(event);
+    }
+    return out.data;
+  }
+}
+
+function checkIds(ids: ArrayLike<number>): void {
+  if (ids === null || typeof ids !== 'object' || typeof ids.length !== 'number' || ids.length === 0) {
+    throw new SessionError('empty-input', 'a forward needs at least one token id');
+  }
+}
+
+function checkLogitsCount(want: number, n: number): void {
+  if (!Number.isInteger(want) || want < 0 || want > n) {
+    throw new SessionError('bad-logits-count', `logits must be an integer in [0, ${n}]; got ${want}`);
+  }
+}
+
+function concat(a: Float32Array, b: Float32Array): Float32Array {
+  if (a.length === 0) return b;
+  const out = new Float32Array(a.length + b.length);
+  out.set(a);
+  out.set(b, a.length);
+  return out;
 }

@@ -1,4 +1,7 @@
-/** mulberry32: a small, fast, seeded 32-bit PRNG, so tiny models are reproducible from a seed. */
+/**
+ * mulberry32: a small, fast, seeded 32-bit PRNG, so tiny models and sampled generations are
+ * reproducible from a seed (no dependence on `Math.random`).
+ */
 export class SeededRandom {
   private state: number;
 

@@ -1,0 +1,53 @@
+import { PolicyError, Session, wrapBackend } from '@ropeswitch/core';
+import { beforeAll, describe, expect, it } from 'vitest';
+import * as policies from './index.js';
+import { POLICY_NAMES, policyByName } from './policy-names.js';
+import { type TinyModel, randomIds, teacherForce, tinyLongRope } from './test-support/tiny-longrope.js';
+
+let model: TinyModel;
+beforeAll(async () => {
+  model = await tinyLongRope();
+});
+
+describe('policyByName', () => {
+  it('resolves every name to a fresh policy carrying that name', () => {
+    expect(POLICY_NAMES).toEqual(['stale', 'warn-only', 're-prefill', 'rerotate', 'pre-estimate', 'shadow-prefill']);
+    for (const name of POLICY_NAMES) {
+      const a = policyByName(name);
+      const b = policyByName(name);
+      expect(a.name).toBe(name);
+      expect(a).not.toBe(b);
+    }
+  });
+
+  it('gives the same policies as the factories', () => {
+    expect(policyByName('stale')).toEqual(policies.stale());
+    expect(policyByName('re-prefill').name).toBe(policies.rePrefill().name);
+    expect(policyByName('shadow-prefill').name).toBe(policies.shadowPrefill().name);
+  });
+
+  it('every named policy runs a crossing on the tiny model', async () => {
+    const ids = randomIds(111, 19, model.vocab);
+    for (const name of POLICY_NAMES) {
+      const session = new Session(wrapBackend(model.backend, policyByName(name)));
+      const steps = await teacherForce(session, ids, 12, 19);
+      expect(steps, name).toHaveLength(8);
+      expect(session.length).toBe(19);
+    }
+  });
+
+  it.each(['', 'Stale', 'rePrefill', 're_prefill', 'nope', 'toString', '__proto__', 'constructor', 'hasOwnProperty', 'valueOf'])(
+    'rejects %j with PolicyError unknown-policy listing the names',
+    (name) => {
+      let caught: unknown;
+      try {
+        policyByName(name);
+      } catch (error) {
+        caught = error;
+      }
+      expect(caught).toBeInstanceOf(PolicyError);
+      expect((caught as PolicyError).code).toBe('unknown-policy');
+      expect((caught as PolicyError).message).toContain('re-prefill');
+    },
+  );
+});

@@ -1,0 +1,22 @@
+import type { CachePolicy } from '@ropeswitch/core';
+import { hasStaleKeys } from '@ropeswitch/core';
+import { rebuildRow } from './rebuild-row.js';
+import { forwardWithRewrites } from './row-rewrite.js';
+
+/**
+ * Exact: when a row's new tokens use another regime than its cached keys, every token of the
+ * sequence runs again under the new regime into a fresh cache, in the same forward, and the fresh
+ * cache replaces the old one on success (what HF `generate()` does since PR #33129, here at the
+ * forward level). Costs one prefill of the whole sequence at each regime change: once for LongRoPE,
+ * every step past the threshold for dynamic NTK.
+ */
+export function rePrefill(): CachePolicy {
+  const name = 're-prefill';
+  return {
+    name,
+    wrapForward({ request, next, backend }) {
+      const rewrites = request.rows.map((row) => (hasStaleKeys(row) ? rebuildRow(row, row.regime, backend, name) : undefined));
+      return forwardWithRewrites(request, next, rewrites);
+    },
+  };
+}

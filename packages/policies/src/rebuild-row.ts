@@ -1,0 +1,20 @@
+import type { Backend, PolicyRow, RopeRegime } from '@ropeswitch/core';
+import { lengthAfter } from '@ropeswitch/core';
+import { concatIds, type RowRewrite } from './row-rewrite.js';
+
+/**
+ * Recomputes a row's whole sequence (cached tokens, then the new ones) under `regime` into a fresh
+ * cache, in the same forward; the fresh cache replaces the old one's contents only once the forward
+ * succeeded, so a failure or an abort leaves the sequence as it was.
+ */
+export function rebuildRow(row: PolicyRow, regime: RopeRegime, backend: Backend, policy: string): RowRewrite {
+  const fresh = backend.createCache();
+  const tokens = concatIds(row.cache.tokens(), row.tokens);
+  return {
+    row: { ...row, tokens, positions: concatIds(row.cache.positions(), row.positions), cache: fresh, regime },
+    onSuccess: () => row.cache.replaceWith(fresh),
+    onFailure: () => fresh.dispose(),
+    doing: `${policy}: re-prefill of ${tokens.length} tokens under ${regime.id}`,
+    events: [{ type: 're-prefill', policy, regime: regime.id, tokens: tokens.length, atLength: lengthAfter(row) }],
+  };
+}

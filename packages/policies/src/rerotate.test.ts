@@ -1,0 +1,171 @@
+import { PolicyError, Session, type PolicyEvent, type RerotateEvent, wrapBackend, type Backend } from '@ropeswitch/core';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { rerotate } from './rerotate.js';
+import {
+  type TinyModel,
+  expectRejection,
+  gpuLike,
+  layerKeys,
+  maxAbsDiff,
+  randomIds,
+  recording,
+  spanIds,
+  teacherForce,
+  tinyDynamicNtk,
+  tinyLongRope,
+} from './test-support/tiny-longrope.js';
+
+let longrope: TinyModel;
+let dynamic: TinyModel;
+beforeAll(async () => {
+  [longrope, dynamic] = await Promise.all([tinyLongRope(), tinyDynamicNtk()]);
+});
+
+const rotations = (events: readonly PolicyEvent[]) => events.filter((e): e is RerotateEvent => e.type === 'rerotate');
+
+/** A fresh session that prefilled `ids` in one forward (every key under the regime of `ids.length`). */
+async function freshPrefill(backend: Backend, ids: readonly number[]): Promise<Session> {
+  const s = new Session(backend);
+  await s.prefill(ids);
+  return s;
+}
+
+describe('rerotate', () => {
+  it.each([
+    ['on the backend', false],
+    ['on the CPU', true],
+  ])('LongRoPE: after the crossing, layer-0 keys equal a fresh long prefill (1e-5), rotating %s', async (_where, hide) => {
+    const ids = randomIds(51, 17, longrope.vocab);
+    const rec = recording(longrope.backend, { hideRerotate: hide });
+    const session = new Session(wrapBackend(rec, rerotate()));
+    await teacherForce(session, ids, 12);
+    const fresh = await freshPrefill(longrope.backend, ids);
+    expect(spanIds(session.cache)).toEqual(['longrope:long']);
+    expect(maxAbsDiff(layerKeys(session.cache, 0), layerKeys(fresh.cache, 0))).toBeLessThanOrEqual(1e-5);
+    // Deeper keys came from hidden states that attended under the short regime: only approximate.
+    expect(maxAbsDiff(layerKeys(session.cache, 1), layerKeys(fresh.cache, 1))).toBeGreaterThan(1e-4);
+  });
+
+  it("uses the backend's rerotateKeys when it declares one", async () => {
+    const ids = randomIds(52, 20, longrope.vocab);
+    const rec = recording(longrope.backend);
+    expect(rec.capabilities.rerotateKeys).toBe(true);
+    const session = new Session(wrapBackend(rec, rerotate()));
+    await teacherForce(session, ids, 10);
+    expect(rec.rerotations).toEqual([{ cache: session.cache, to: 'longrope:long' }]);
+    expect(session.events).toEqual([
+      { type: 'rerotate', policy: 'rerotate', from: ['longrope:short'], to: 'longrope:long', keys: 16, onBackend: true, atLength: 17 },
+    ]);
+  });
+
+  it('rotates on the CPU when the backend hides the capability, with the same result', async () => {
+    const ids = randomIds(53, 20, longrope.vocab);
+    const onBackend = new Session(wrapBackend(recording(longrope.backend), rerotate()));
+    const hidden = recording(longrope.backend, { hideRerotate: true });
+    expect(hidden.rerotateKeys).toBeUndefined();
+    const onCpu = new Session(wrapBackend(hidden, rerotate()));
+    const a = await teacherForce(onBackend, ids, 10);
+    const b = await teacherForce(onCpu, ids, 10);
+    expect(hidden.rerotations).toEqual([]);
+    expect(rotations(onCpu.events).map((e) => e.onBackend)).toEqual([false]);
+    expect(b.map((s) => s.logits)).toEqual(a.map((s) => s.logits));
+  });
+
+  it('rejects with PolicyError cannot-rerotate when the backend cannot rotate and its caches are not on the CPU; nothing moves', async () => {
+    const ids = randomIds(54, 17, longrope.vocab);
+    const rec = recording(gpuLike(longrope.backend));
+    const session = new Session(wrapBackend(rec, rerotate()));
+    expect(session.cache.location).toBe('gpu');
+    await session.prefill(ids.slice(0, 16));
+    const calls = rec.calls.length;
+    const err = await expectRejection(session.forward([ids[16]!]), PolicyError, 'cannot-rerotate');
+    expect(err.message).toMatch(/rePrefill|shadowPrefill/);
+    expect(rec.calls.length).toBe(calls);
+    expect(session.length).toBe(16);
+    expect(spanIds(session.cache)).toEqual(['longrope:short']);
+  });
+
+  it('an aborted crossing forward leaves a consistent cache: the retry equals an uninterrupted run bit for bit', async () => {
+    const ids = randomIds(60, 19, longrope.vocab);
+    const straight = new Session(wrapBackend(longrope.backend, rerotate()));
+    const expected = await teacherForce(straight, ids, 16);
+    const session = new Session(wrapBackend(longrope.backend, rerotate()));
+    await session.prefill(ids.slice(0, 16));
+    const controller = new AbortController();
+    controller.abort();
+    await expect(session.forward([ids[16]!], { signal: controller.signal })).rejects.toBe(controller.signal.reason);
+    expect(session.length).toBe(16);
+    // The keys were rotated before the forward ran (in place, by design); their spans say so.
+    expect(spanIds(session.cache)).toEqual(['longrope:long']);
+    const got = [];
+    for (let i = 16; i < 19; i++) got.push(await session.forward([ids[i]!]));
+    expect(got).toEqual(expected.slice(1).map((s) => s.logits));
+  });
+
+  it('does nothing below the threshold, nor for a prompt that starts past it', async () => {
+    for (const [n, prompt] of [
+      [16, 3],
+      [21, 18],
+    ] as const) {
+      const rec = recording(longrope.backend);
+      const session = new Session(wrapBackend(rec, rerotate()));
+      await teacherForce(session, randomIds(55, n, longrope.vocab), prompt);
+      expect(session.events).toEqual([]);
+      expect(rec.rerotations).toEqual([]);
+    }
+  });
+
+  it('a crossing prompt chunk rotates the earlier chunks once', async () => {
+    const ids = randomIds(56, 20, longrope.vocab);
+    const session = new Session(wrapBackend(longrope.backend, rerotate()));
+    await session.prefill(ids.slice(0, 14));
+    await session.prefill(ids.slice(14), { chunkSize: 2 });
+    expect(rotations(session.events).map((e) => [e.keys, e.atLength])).toEqual([[14, 16]]);
+    const fresh = await freshPrefill(longrope.backend, ids);
+    expect(maxAbsDiff(layerKeys(session.cache, 0), layerKeys(fresh.cache, 0))).toBeLessThanOrEqual(1e-5);
+  });
+
+  it('rotates back when the user rolls the sequence back below the threshold', async () => {
+    const ids = randomIds(57, 20, longrope.vocab);
+    const session = new Session(wrapBackend(longrope.backend, rerotate()));
+    await teacherForce(session, ids, 12);
+    session.cache.crop(9);
+    await session.forward([ids[9]!]);
+    expect(rotations(session.events).at(-1)).toMatchObject({ from: ['longrope:long'], to: 'longrope:short', keys: 9, atLength: 10 });
+    const fresh = await freshPrefill(longrope.backend, ids.slice(0, 10));
+    expect(maxAbsDiff(layerKeys(session.cache, 0), layerKeys(fresh.cache, 0))).toBeLessThanOrEqual(1e-5);
+  });
+
+  it('names every stale regime of a mixed cache', async () => {
+    const ids = randomIds(58, 19, longrope.vocab);
+    const bare = new Session(longrope.backend);
+    await teacherForce(bare, ids.slice(0, 18), 14); // stale: short keys, then long ones
+    expect(spanIds(bare.cache)).toEqual(['longrope:short', 'longrope:long']);
+    const wrapped = wrapBackend(longrope.backend, rerotate());
+    const out = await wrapped.forward({ rows: [{ tokens: [ids[18]!], positions: [18], cache: bare.cache, regime: longrope.schedule.regimeFor(19) }] });
+    expect(out.rows[0]!.events).toEqual([
+      { type: 'rerotate', policy: 'rerotate', from: ['longrope:short'], to: 'longrope:long', keys: 18, onBackend: true, atLength: 19 },
+    ]);
+    const fresh = await freshPrefill(longrope.backend, ids);
+    expect(maxAbsDiff(layerKeys(bare.cache, 0), layerKeys(fresh.cache, 0))).toBeLessThanOrEqual(1e-5);
+  });
+
+  it('dynamic NTK: rotates at every step past the threshold; layer-0 keys follow the current regime', async () => {
+    const ids = randomIds(59, 21, dynamic.vocab);
+    const session = new Session(wrapBackend(dynamic.backend, rerotate()));
+    await session.prefill(ids.slice(0, 14));
+    for (let i = 14; i < ids.length; i++) {
+      await session.forward([ids[i]!]);
+      const fresh = await freshPrefill(dynamic.backend, ids.slice(0, i + 1));
+      expect(maxAbsDiff(layerKeys(session.cache, 0), layerKeys(fresh.cache, 0)), `S = ${i + 1}`).toBeLessThanOrEqual(1e-5);
+      expect(spanIds(session.cache)).toEqual([dynamic.schedule.regimeFor(i + 1).id]);
+    }
+    expect(rotations(session.events).map((e) => [e.atLength, e.from, e.to])).toEqual([
+      [17, ['dynamic:base'], 'dynamic:S=17'],
+      [18, ['dynamic:S=17'], 'dynamic:S=18'],
+      [19, ['dynamic:S=18'], 'dynamic:S=19'],
+      [20, ['dynamic:S=19'], 'dynamic:S=20'],
+      [21, ['dynamic:S=20'], 'dynamic:S=21'],
+    ]);
+  });
+});

@@ -1,0 +1,182 @@
+import type { Backend, CachePolicy, KvCache, PolicyEvent, PolicyRow, RopeRegime, RopeSchedule } from '@ropeswitch/core';
+import { PolicyError, hasStaleKeys, lengthAfter } from '@ropeswitch/core';
+import { rebuildRow } from './rebuild-row.js';
+import { concatIds, forwardWithRewrites, type RowRewrite } from './row-rewrite.js';
+
+export interface ShadowPrefillOptions {
+  /**
+   * Start the shadow copy once the sequence is within this many tokens of the threshold (and its
+   * planned length crosses it). Default: a quarter of the threshold.
+   */
+  readonly window?: number;
+  /**
+   * Most tokens the shadow processes in one decode step, its catch-up and the new token together,
+   * so no decode forward runs more than `chunk + 1` tokens per sequence. Default: enough to catch
+   * up within the window, `ceil(threshold / window) + 1`.
+   */
+  readonly chunk?: number;
+  /**
+   * At a crossing the shadow has not caught up with (it started late, or `chunk` is too small):
+   * `'catch-up'` (default) runs the rest in the crossing forward (exact, a bigger step); `'pass'`
+   * hands the row on unchanged, e.g. to a `rerotate()` after this policy, and keeps building the
+   * shadow in chunks, swapping it in once it has caught up (exact from then on). With `'pass'`, a
+   * crossing with no copy at all (the plan said no crossing) starts one there.
+   */
+  readonly late?: 'catch-up' | 'pass';
+}
+
+/** A sequence's long-regime copy: it holds the sequence's first `shadow.length` tokens. */
+interface Shadow {
+  readonly cache: KvCache;
+  readonly regime: RopeRegime;
+}
+
+/**
+ * Exact like {@link rePrefill}, without its latency spike. Once a sequence is within `window`
+ * tokens of the threshold and its planned length crosses it, a copy of its cache is built under
+ * the regime past the threshold, alongside the live one: during the prompt's forward when the
+ * prompt already lies in the window (the cost lands in the time to first token), otherwise `chunk`
+ * tokens per decode step, in the same forward as the decode row (one pass over the weights on
+ * backends that batch rows). Each new token goes to both. At the crossing the copy is swapped in.
+ *
+ * Without a planned length the sequence is assumed to cross (pass `plannedLength` to spare the work
+ * for sequences that stop early). Schedules that change at every step (dynamic NTK) have no single
+ * next regime to prepare: there it behaves as {@link rePrefill}.
+ */
+export function shadowPrefill(options: ShadowPrefillOptions = {}): CachePolicy {
+  const name = 'shadow-prefill';
+  const late = options.late ?? 'catch-up';
+  checkOptions(options);
+  const shadows = new WeakMap<KvCache, Shadow>();
+
+  const drop = (cache: KvCache): void => {
+    const s = shadows.get(cache);
+    if (!s) return;
+    shadows.delete(cache);
+    if (!s.cache.disposed) s.cache.dispose();
+  };
+
+  const plan = (row: PolicyRow, backend: Backend, schedule: RopeSchedule): RowRewrite | undefined => {
+    const threshold = schedule.threshold;
+    if (threshold === undefined) return undefined;
+    if (schedule.changesEveryStep) return hasStaleKeys(row) ? rebuildRow(row, row.regime, backend, name) : undefined;
+    const window = options.window ?? Math.max(1, Math.ceil(threshold / 4));
+    const chunk = options.chunk ?? Math.ceil(threshold / window) + 1;
+    const S = lengthAfter(row);
+    let shadow = shadows.get(row.cache);
+    if (shadow && !inSync(shadow, row.cache)) {
+      drop(row.cache);
+      shadow = undefined;
+    }
+
+    const stale = hasStaleKeys(row);
+    const ready = shadow !== undefined && shadow.regime.id === row.regime.id && shadow.cache.length === row.cache.length;
+    if (stale) {
+      // The crossing: swap the shadow in, finishing in this forward what it lacks, unless told to
+      // let the row pass (to a cheaper policy after this one) and keep building in chunks.
+      if (!shadow || shadow.regime.id !== row.regime.id) {
+        drop(row.cache);
+        if (late === 'catch-up') return rebuildRow(row, row.regime, backend, name);
+        // Nothing prepared (no plan to cross): start the copy now and let the row pass.
+        return startShadow(row, row.regime, backend, chunk);
+      }
+      if (ready || late === 'catch-up') return swapIn(row, shadow);
+    } else if (shadow && ready && S > threshold) {
+      // Past a late crossing that another policy served: the shadow has caught up.
+      return swapIn(row, shadow);
+    }
+
+    if (!shadow) {
+      const wanted = S <= threshold && S > threshold - window && (row.plannedLength === undefined || row.plannedLength > threshold);
+      const regime = schedule.regimeFor(threshold + 1);
+      return wanted && regime.id !== row.regime.id ? startShadow(row, regime, backend, chunk) : undefined;
+    }
+    return buildChunk(row, shadow, chunk, []);
+  };
+
+  const startShadow = (row: PolicyRow, regime: RopeRegime, backend: Backend, chunk: number): RowRewrite => {
+    const shadow = { cache: backend.createCache(), regime };
+    // Kept only if the forward that starts it succeeds: a retry then starts (and reports) it again.
+    return {
+      ...buildChunk(row, shadow, chunk, [{ type: 'shadow-start', policy: name, regime: regime.id, atLength: lengthAfter(row) }]),
+      onSuccess: () => shadows.set(row.cache, shadow),
+      onFailure: () => shadow.cache.dispose(),
+    };
+  };
+
+  /** The row passes unchanged; the shadow's next piece runs beside it. Prompt rows build the whole copy. */
+  const buildChunk = (row: PolicyRow, shadow: Shadow, chunk: number, events: PolicyEvent[]): RowRewrite => {
+    const budget = row.prefill || row.cache.length === 0 ? Infinity : chunk;
+    const extra = shadowChunk(row, shadow, budget);
+    return {
+      ...(extra ? { extra: [extra], doing: `${name}: a chunk of ${extra.tokens.length} tokens of the ${shadow.regime.id} copy` } : {}),
+      events,
+    };
+  };
+
+  const swapIn = (row: PolicyRow, shadow: Shadow): RowRewrite => {
+    const lag = row.cache.length - shadow.cache.length;
+    const lagging = lag > 0;
+    const tokens = lagging ? concatIds(row.cache.tokens().subarray(shadow.cache.length), row.tokens) : row.tokens;
+    const positions = lagging ? concatIds(row.cache.positions().subarray(shadow.cache.length), row.positions) : row.positions;
+    return {
+      row: { ...row, tokens, positions, cache: shadow.cache, regime: shadow.regime },
+      onSuccess: () => {
+        shadows.delete(row.cache);
+        row.cache.replaceWith(shadow.cache);
+      },
+      doing: `${name}: swap-in of the ${shadow.regime.id} copy (${lag} tokens to catch up)`,
+      events: [{ type: 'shadow-swap', policy: name, regime: shadow.regime.id, catchUpTokens: lag, atLength: lengthAfter(row) }],
+    };
+  };
+
+  return {
+    name,
+    wrapForward({ request, next, backend, schedule }) {
+      return forwardWithRewrites(request, next, request.rows.map((row) => plan(row, backend, schedule)));
+    },
+    releaseSequence: drop,
+  };
+}
+
+/**
+ * The next piece of the shadow: the sequence's tokens from where the shadow stops (cached ones,
+ * then the row's new ones), at most `budget` of them, under the shadow's regime, no logits.
+ */
+function shadowChunk(row: PolicyRow, shadow: Shadow, budget: number): PolicyRow | undefined {
+  const from = shadow.cache.length;
+  const tokens = concatIds(row.cache.tokens().subarray(from), row.tokens);
+  const positions = concatIds(row.cache.positions().subarray(from), row.positions);
+  const n = Math.min(budget, tokens.length);
+  if (n === 0) return undefined;
+  return { tokens: tokens.subarray(0, n), positions: positions.subarray(0, n), cache: shadow.cache, regime: shadow.regime, logits: 0 };
+}
+
+/** Whether the shadow still holds a prefix of the sequence (a caller may have cropped or rebuilt it); crops a shadow that ran ahead. */
+function inSync(shadow: Shadow, cache: KvCache): boolean {
+  if (shadow.cache.disposed) return false;
+  if (shadow.cache.length > cache.length) shadow.cache.crop(cache.length);
+  const a = shadow.cache.tokens();
+  const b = cache.tokens();
+  const pa = shadow.cache.positions();
+  const pb = cache.positions();
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i] || pa[i] !== pb[i]) return false;
+  return true;
+}
+
+function checkOptions(options: ShadowPrefillOptions): void {
+  const { window, chunk, late } = options;
+  if (window !== undefined && (!Number.isInteger(window) || window < 1)) {
+    throw new PolicyError('bad-option', `shadowPrefill: window must be a positive integer; got ${window}`);
+  }
+  if (chunk !== undefined && (!Number.isInteger(chunk) || chunk < 1)) {
+    throw new PolicyError('bad-option', `shadowPrefill: chunk must be a positive integer; got ${chunk}`);
+  }
+  if (late !== undefined && late !== 'catch-up' && late !== 'pass') {
+    throw new PolicyError('bad-option', `shadowPrefill: late must be 'catch-up' or 'pass'; got ${String(late)}`);
+  }
+  if (late === 'pass' && chunk !== undefined && chunk < 2) {
+    // A chunk of one only keeps pace with the new token: a late copy would never catch up.
+    throw new PolicyError('bad-option', `shadowPrefill: with late 'pass', chunk must be at least 2 so a late copy can catch up; got ${chunk}`);
+  }
+}
