@@ -437,6 +437,7 @@ function fakeCache(layout: CpuKvCache['layout']): KvCache {
     uniformRegime: () => inner.uniformRegime(),
     clone: () => inner.clone(),
     replaceWith: (other) => inner.replaceWith(other),
+    reserve: (n) => inner.reserve(n),
     crop: (n) => inner.crop(n),
     dispose: () => inner.dispose(),
   };

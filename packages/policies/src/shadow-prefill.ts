@@ -96,6 +96,8 @@ export function shadowPrefill(options: ShadowPrefillOptions = {}): CachePolicy {
 
   const startShadow = (row: PolicyRow, regime: RopeRegime, backend: Backend, chunk: number): RowRewrite => {
     const shadow = { cache: backend.createCache(), regime };
+    // Room for the whole plan (or the live cache's length and this row), so the swap never grows it.
+    shadow.cache.reserve(Math.max(row.plannedLength ?? 0, lengthAfter(row)));
     // Kept only if the forward that starts it succeeds: a retry then starts (and reports) it again.
     return {
       ...buildChunk(row, shadow, chunk, [{ type: 'shadow-start', policy: name, regime: regime.id, atLength: lengthAfter(row) }]),

@@ -131,6 +131,16 @@ describe('CpuKvCache', () => {
     expectContents(c, 3);
   });
 
+  it('reserve refuses a negative or fractional count with CacheError bad-reserve, and changes nothing', () => {
+    const c = new CpuKvCache(LAYOUT, 4);
+    append(c, 2, A);
+    for (const bad of [-1, 1.5, Number.NaN, Infinity]) {
+      expect(() => c.reserve(bad)).toThrow(expect.objectContaining({ code: 'bad-reserve' }));
+    }
+    expect(c.capacity).toBe(4);
+    expectContents(c, 2);
+  });
+
   it('nothing written past length is visible before commit', () => {
     const c = new CpuKvCache(LAYOUT, 2);
     append(c, 2, A);

@@ -74,6 +74,7 @@ export class CpuKvCache implements KvCache {
   /** Makes room for `extra` more rows without changing what is visible. */
   reserve(extra: number): void {
     this.assertLive();
+    if (!Number.isSafeInteger(extra) || extra < 0) throw new CacheError('bad-reserve', `cannot reserve ${extra} rows: a non-negative integer is needed`);
     const need = this.size + extra;
     if (need <= this.cap) return;
     let cap = this.cap;

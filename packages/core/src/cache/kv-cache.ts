@@ -45,6 +45,11 @@ export interface KvCache {
   regimeSpans(): readonly RegimeSpan[];
   /** The one regime of every cached key, or `undefined` if the cache is empty or mixed. */
   uniformRegime(): RopeRegime | undefined;
+  /**
+   * Makes room for `extra` more tokens without changing what is visible. A hint: a sequence that
+   * knows its planned length reserves it once, so no decode step pays for growing the cache.
+   */
+  reserve(extra: number): void;
   /** An independent copy (same location). */
   clone(): KvCache;
   /**

@@ -1,5 +1,6 @@
 import { beforeAll, describe, expect, it, vi } from 'vitest';
 import { BackendError, SessionError } from '../errors.js';
+import { CpuKvCache } from '../cache/cpu-kv-cache.js';
 import type { CachePolicy } from '../policy/cache-policy.js';
 import type { PolicyEvent } from '../policy/policy-events.js';
 import { wrapBackend } from '../policy/wrap-backend.js';
@@ -123,6 +124,18 @@ describe('Session.prefill', () => {
     await expectRejection(session.forward([]), SessionError, 'empty-input');
     expect(rec.calls).toEqual([]);
     expect(session.length).toBe(0);
+  });
+
+  it('plannedLength reserves the cache once: decoding up to the plan never grows it', async () => {
+    const session = new Session(model.backend);
+    await session.prefill([1, 2, 3], { plannedLength: 40 });
+    const cache = session.cache as CpuKvCache;
+    expect(cache.capacity).toBeGreaterThanOrEqual(40);
+    const keys = cache.keys(0);
+    for (let i = 0; i < 37; i++) await session.forward([i % model.vocab]);
+    expect(session.length).toBe(40);
+    expect(cache.keys(0)).toBe(keys); // same storage: no regrow
+    session.dispose();
   });
 
   it('plannedLength counts what the session already holds', async () => {

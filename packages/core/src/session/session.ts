@@ -21,7 +21,10 @@ export interface PrefillOptions {
    * long for the rest.
    */
   readonly chunkSize?: number;
-  /** Total length this sequence is expected to reach (prompt + max new tokens): policies plan with it. */
+  /**
+   * Total length this sequence is expected to reach (prompt + max new tokens): policies plan with
+   * it, and the cache reserves room for it once, so no decode step pays for growing it.
+   */
   readonly plannedLength?: number;
   /** Logits of how many trailing prompt positions to return (default 1). */
   readonly logits?: number;
@@ -104,6 +107,7 @@ export class Session {
     }
     const want = options.logits ?? 1;
     checkLogitsCount(want, ids.length);
+    if (planned !== undefined) this.cacheRef.reserve(Math.max(0, planned - this.cacheRef.length));
     // One regime for every chunk, decided by the whole prompt's length.
     const regime = this.schedule.regimeFor(total);
     let logits: Float32Array = new Float32Array(0);

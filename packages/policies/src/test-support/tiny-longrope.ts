@@ -280,6 +280,7 @@ export class GpuLikeCache implements KvCache {
   uniformRegime = () => this.inner.uniformRegime();
   clone = () => new GpuLikeCache(this.inner.clone());
   replaceWith = (other: KvCache) => this.inner.replaceWith((other as GpuLikeCache).inner);
+  reserve = (n: number) => this.inner.reserve(n);
   crop = (n: number) => this.inner.crop(n);
   dispose = () => this.inner.dispose();
 }
