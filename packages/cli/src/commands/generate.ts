@@ -48,10 +48,11 @@ export async function generateCommand(argv: string[], io: CommandIO): Promise<vo
     }
     const result = await generate(wrapBackend(backend, policyByName(policyName)), ids, {
       maxNewTokens,
+      ...(tokenizer ? { tokenizer } : {}),
       ...(sampling ? { sampling } : {}),
       ...(chunkSize !== undefined ? { chunkSize } : {}),
     });
-    const text = tokenizer?.decode(result.tokens);
+    const { text } = result;
     if (o.json) {
       const logits = result.logits.map((l) => Array.from(l));
       io.stdout(`${JSON.stringify({ tokens: result.tokens, logits, events: result.events, ...(text !== undefined ? { text } : {}) })}\n`);

@@ -19,6 +19,7 @@ import { type GenerateOptions, generate } from './generate.js';
 import { greedyNoCache } from './greedy.js';
 import { noCacheForward } from './no-cache-forward.js';
 import { Session } from './session.js';
+import type { TextTokenizer } from '../tokenizer/text-tokenizer.js';
 
 // Threshold L = 32: every run here stays below it, so a cached run must equal the no-cache oracle.
 const THRESHOLD = 32;
@@ -143,6 +144,27 @@ describe('generate: greedy', () => {
     const result = await generate(backend, randomTokens(6, 5), { maxNewTokens: 3, collectLogits: false });
     expect(result.tokens).toHaveLength(3);
     expect(result.logits).toEqual([]);
+  });
+});
+
+describe('generate: text', () => {
+  // A word-level stand-in for a tokenizer.json: "w7" ↔ 7.
+  const words: TextTokenizer = {
+    encode: (text) => text.split(' ').map((w) => Number(w.slice(1))),
+    decode: (ids) => Array.from(ids, (id) => `w${id}`).join(' '),
+  };
+
+  it('encodes a text prompt with the tokenizer and decodes the tokens into text', async () => {
+    const ids = [3, 9, 14, 2];
+    const byIds = await generate(backend, ids, { maxNewTokens: 5 });
+    const byText = await generate(backend, 'w3 w9 w14 w2', { maxNewTokens: 5, tokenizer: words });
+    expect(byText.tokens).toEqual(byIds.tokens);
+    expect(byText.text).toBe(byIds.tokens.map((t) => `w${t}`).join(' '));
+    expect(byIds.text).toBeUndefined();
+  });
+
+  it('refuses a text prompt without a tokenizer (SessionError no-tokenizer)', async () => {
+    await expect(generate(backend, 'w3 w9', { maxNewTokens: 2 })).rejects.toMatchObject({ name: 'SessionError', code: 'no-tokenizer' });
   });
 });
 

@@ -3,6 +3,7 @@ import { SessionError } from '../errors.js';
 import type { PolicyEvent } from '../policy/policy-events.js';
 import { type Sampler, type SamplingOptions, createSampler } from './sampler.js';
 import { Session } from './session.js';
+import type { TextTokenizer } from '../tokenizer/text-tokenizer.js';
 
 export interface GenerateOptions {
   /** Most tokens to choose (a positive integer). The planned length policies see is session length + prompt + this. */
@@ -28,6 +29,8 @@ export interface GenerateOptions {
    * by step with a run that generated `teacherTokens`. The last teacher token is never fed.
    */
   readonly teacherTokens?: ArrayLike<number>;
+  /** Text in and out: a string prompt is encoded with it, and the result carries the decoded `text`. */
+  readonly tokenizer?: TextTokenizer;
 }
 
 /** Why a generation stopped. */
@@ -46,11 +49,14 @@ export interface GenerateResult {
   readonly events: PolicyEvent[];
   /** `max-new-tokens`: ran all its steps; `stop-id`: chose a stop id; `teacher-tokens`: fed every teacher token. */
   readonly stoppedBy: GenerateStopReason;
+  /** `tokens` decoded, when a `tokenizer` was given. */
+  readonly text?: string;
 }
 
 /**
- * Generates after `prompt`: prefill, then per step choose a token (sampler), stream it, check the
- * stopping criteria, and feed it (or the teacher's token) back.
+ * Generates after `input` (token ids, or text with `options.tokenizer`): prefill, then per step
+ * choose a token (sampler), stream it, check the stopping criteria, and feed it (or the teacher's
+ * token) back.
  *
  * With a {@link Backend}, a fresh {@link Session} runs the call and is disposed at the end, also
  * on error. With a Session, the call continues it (multi-turn) and leaves it open; after an error
@@ -62,11 +68,21 @@ export interface GenerateResult {
  * const { tokens, events } = await generate(model, prompt, { maxNewTokens: 64, stopIds: [eos] });
  * ```
  *
- * @throws SessionError for bad options (`bad-max-new-tokens`, `bad-stop-ids`, `bad-teacher-tokens`,
+ * @throws SessionError for bad options (`no-tokenizer`, `bad-max-new-tokens`, `bad-stop-ids`, `bad-teacher-tokens`,
  *   `empty-input`, the sampler's codes) before anything runs; the signal's reason when aborted;
  *   whatever the backend or a policy throws.
  */
-export async function generate(target: Backend | Session, prompt: ArrayLike<number>, options: GenerateOptions): Promise<GenerateResult> {
+export async function generate(target: Backend | Session, input: ArrayLike<number> | string, options: GenerateOptions): Promise<GenerateResult> {
+  const { tokenizer } = options;
+  if (typeof input === 'string' && !tokenizer) {
+    throw new SessionError('no-tokenizer', 'a text prompt needs options.tokenizer (loadCheckpoint(dir).tokenizer when the folder has a tokenizer.json)');
+  }
+  const prompt = typeof input === 'string' ? tokenizer!.encode(input) : input;
+  const result = await generateIds(target, prompt, options);
+  return tokenizer ? { ...result, text: tokenizer.decode(result.tokens) } : result;
+}
+
+async function generateIds(target: Backend | Session, prompt: ArrayLike<number>, options: GenerateOptions): Promise<GenerateResult> {
   const backend = target instanceof Session ? target.backend : target;
   const plan = planGeneration(prompt, options, backend.config.vocabSize);
   const sampler = createSampler(options.sampling);
