@@ -7,3 +7,4 @@ export type {
   RowLogits,
 } from './backend.js';
 export { validateForwardRequest } from './validate-request.js';
+export { validateForwardResult } from './validate-result.js';

@@ -36,7 +36,7 @@ function stubBackend(options: { maxRows?: number; fail?: unknown; rerotate?: boo
     forward: vi.fn(async (req: ForwardRequest) => {
       calls.push(req.rows.map((r) => r.tokens[0]!));
       if (options.fail !== undefined) throw options.fail;
-      return { rows: req.rows.map((r) => ({ count: 1, vocabSize: 1, data: Float32Array.from(r.tokens) })) };
+      return { rows: req.rows.map((r) => logitsRow(r.tokens[0]!)) };
     }),
     dispose: vi.fn(async () => {}),
   };
@@ -44,6 +44,12 @@ function stubBackend(options: { maxRows?: number; fail?: unknown; rerotate?: boo
   return stub;
 }
 
+/** One position of logits over the vocabulary, the first holding `tag` (so results can be told apart). */
+const logitsRow = (tag: number) => {
+  const data = new Float32Array(config.vocabSize);
+  data[0] = tag;
+  return { count: 1, vocabSize: config.vocabSize, data };
+};
 const row = (tag: number): PolicyRow => ({ tokens: [tag], positions: [0], cache: new CpuKvCache(layout), regime: schedule.regimeFor(1) });
 const request = (...tags: number[]): PolicyRequest => ({ rows: tags.map(row) });
 const tags = (result: ForwardResult): number[] => result.rows.map((r) => r.data[0]!);
@@ -116,7 +122,7 @@ describe('wrapBackend', () => {
     const inner = stubBackend();
     inner.forward.mockImplementation(async (req) => {
       log.push('backend');
-      return { rows: req.rows.map(() => ({ count: 1, vocabSize: 1, data: new Float32Array(1) })) };
+      return { rows: req.rows.map(() => logitsRow(0)) };
     });
     await wrapBackend(inner, logging('a', log), logging('b', log)).forward(request(1));
     expect(log).toEqual(['a>', 'b>', 'backend', '<b', '<a']);
@@ -171,10 +177,40 @@ describe('wrapBackend', () => {
     await expect(wrapBackend(stubBackend(), wrong).forward(request(1, 2))).rejects.toMatchObject({ name: 'PolicyError', code: 'bad-result' });
   });
 
-  it('rejects a backend result with the wrong number of rows with PolicyError bad-result', async () => {
+  it('rejects a backend result with the wrong number of rows with BackendError bad-result', async () => {
     const inner = stubBackend();
     inner.forward.mockResolvedValueOnce({ rows: [] });
-    await expect(wrapBackend(inner).forward(request(1))).rejects.toMatchObject({ name: 'PolicyError', code: 'bad-result' });
+    await expect(wrapBackend(inner).forward(request(1))).rejects.toMatchObject({ name: 'BackendError', code: 'bad-result' });
+  });
+
+  it('rejects logits of the wrong shape with BackendError bad-result', async () => {
+    const inner = stubBackend();
+    inner.forward.mockResolvedValueOnce({ rows: [{ count: 1, vocabSize: 1, data: new Float32Array(1) }] });
+    await expect(wrapBackend(inner).forward(request(1))).rejects.toMatchObject({ name: 'BackendError', code: 'bad-result' });
+  });
+
+  it('rejects a NaN logit with BackendError nan-logits naming the sequence length, and crops what the backend committed', async () => {
+    const cache = model.backend.createCache();
+    const wrapped = wrapBackend({
+      name: 'nan-injecting',
+      config: model.backend.config,
+      capabilities: model.backend.capabilities,
+      dispose: async () => {},
+      forward: async (req) => {
+        const out = await model.backend.forward(req); // commits the row
+        out.rows[0]!.data[3] = Number.NaN;
+        return out;
+      },
+      createCache: () => model.backend.createCache(),
+    });
+    const ok = wrapBackend(model.backend);
+    await ok.forward({ rows: [{ tokens: [1, 2, 3], positions: [0, 1, 2], cache, regime: schedule.regimeFor(3) }] });
+    const before = snapshot(cache);
+    const err = await wrapped.forward({ rows: [{ tokens: [4], positions: [3], cache, regime: schedule.regimeFor(4) }] }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(BackendError);
+    expect(err).toMatchObject({ code: 'nan-logits' });
+    expect((err as Error).message).toContain('sequence length 4');
+    expect(snapshot(cache)).toEqual(before);
   });
 
   it('rejects arguments that are not policies', () => {
@@ -188,7 +224,7 @@ describe('wrapBackend', () => {
     const base = stubBackend({ rerotate: true });
     base.forward.mockImplementation(async (req) => {
       log.push('backend');
-      return { rows: req.rows.map(() => ({ count: 1, vocabSize: 1, data: new Float32Array(1) })) };
+      return { rows: req.rows.map(() => logitsRow(0)) };
     });
     const innerWrap = wrapBackend(base, logging('inner', log));
     const seen: Backend[] = [];

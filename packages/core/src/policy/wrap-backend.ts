@@ -2,6 +2,7 @@ import type { Backend, ForwardResult } from '../backend/backend.js';
 import type { KvCache } from '../cache/kv-cache.js';
 import { BackendError, RopeswitchError } from '../errors.js';
 import { validateForwardRequest } from '../backend/validate-request.js';
+import { validateForwardResult } from '../backend/validate-result.js';
 import { createRopeSchedule } from '../rope/create-schedule.js';
 import type { RopeSchedule } from '../rope/schedule.js';
 import type { CachePolicy, PolicyRequest, PolicyResult } from './cache-policy.js';
@@ -24,7 +25,9 @@ export interface PolicyBackend extends Backend {
  * backend nests: the outer chain runs first.
  *
  * Requests are checked (`validateForwardRequest`) before the chain sees them, so a policy that
- * rewrites a row never hides a bad one. Requests with more rows than the backend takes in one call
+ * rewrites a row never hides a bad one; what the backend returns is checked too
+ * (`validateForwardResult`: shapes, and a `BackendError` `nan-logits` for a non-finite logit), and a
+ * failed call's rows are cropped back off every cache it touched. Requests with more rows than the backend takes in one call
  * (policies may add rows) are split into consecutive calls; should a later call fail, the rows of
  * the earlier ones stay committed (policies put their extra rows first for that reason).
  */
@@ -35,9 +38,16 @@ export function wrapBackend(backend: Backend, ...policies: CachePolicy[]): Polic
   // The chain may take more rows than the backend: dispatch splits them.
   const unbounded = { ...backend.capabilities, maxRows: Infinity };
   const call = async (request: PolicyRequest): Promise<ForwardResult> => {
+    const before = request.rows.map((row) => row.cache.length);
     try {
-      return await backend.forward(request);
+      const result = await backend.forward(request);
+      validateForwardResult(backend.config, request, result, backend.name);
+      return result;
     } catch (error) {
+      // Whatever the backend committed for a failed call goes: no cache is left half-written.
+      request.rows.forEach((row, r) => {
+        if (!row.cache.disposed && row.cache.length > before[r]!) row.cache.crop(before[r]!);
+      });
       // A backend's own failure becomes a typed error; aborts and typed errors pass as they are.
       if (error instanceof RopeswitchError || (error instanceof Error && error.name === 'AbortError') || (request.signal?.aborted && error === request.signal.reason)) throw error;
       const why = error instanceof Error ? error.message : String(error);

@@ -62,16 +62,29 @@ export function rerotationTables(
   const count = positions.length;
   const cos = new Float32Array(count * half);
   const sin = new Float32Array(count * half);
+  for (let t = 0; t < count; t++) writeRerotationRow(from, to, positions[t]!, precision, cos, sin, t * half);
+  return { count, half, cos, sin };
+}
+
+/**
+ * Writes the rerotation row of `position` (see {@link rerotationTables}) at `at` in `cos`/`sin`.
+ * The one place these values are computed, so memoised tables equal fresh ones bit for bit.
+ */
+export function writeRerotationRow(
+  from: RopeRegime,
+  to: RopeRegime,
+  position: number,
+  precision: AnglePrecision,
+  cos: Float32Array,
+  sin: Float32Array,
+  at: number,
+): void {
+  const half = to.invFreq.length;
   const f32 = precision === 'float32';
   const scale = f32 ? to.attentionFactor / from.attentionFactor : to.attentionFactor64 / from.attentionFactor64;
-  for (let t = 0; t < count; t++) {
-    const p = positions[t]!;
-    const row = t * half;
-    for (let i = 0; i < half; i++) {
-      const delta = rotaryAngle(to, p, i, precision) - rotaryAngle(from, p, i, precision);
-      cos[row + i] = Math.cos(delta) * scale;
-      sin[row + i] = Math.sin(delta) * scale;
-    }
+  for (let i = 0; i < half; i++) {
+    const delta = rotaryAngle(to, position, i, precision) - rotaryAngle(from, position, i, precision);
+    cos[at + i] = Math.cos(delta) * scale;
+    sin[at + i] = Math.sin(delta) * scale;
   }
-  return { count, half, cos, sin };
 }

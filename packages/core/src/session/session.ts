@@ -3,6 +3,7 @@ import type { KvCache } from '../cache/kv-cache.js';
 import { SessionError } from '../errors.js';
 import type { PolicyRequest, PolicyResult, PolicyRow } from '../policy/cache-policy.js';
 import type { PolicyEvent } from '../policy/policy-events.js';
+import { wrapBackend } from '../policy/wrap-backend.js';
 import { createRopeSchedule } from '../rope/create-schedule.js';
 import type { RopeRegime } from '../rope/regime.js';
 import type { RopeSchedule } from '../rope/schedule.js';
@@ -58,12 +59,15 @@ export class Session {
   plannedLength: number | undefined;
   private readonly cacheRef: KvCache;
   private readonly eventLog: PolicyEvent[] = [];
+  /** `backend` behind an empty chain: its results are checked and a failed call never leaves rows in the cache. */
+  private readonly checked: Backend;
 
   constructor(
     readonly backend: Backend,
     private readonly options: SessionOptions = {},
   ) {
     this.schedule = options.schedule ?? createRopeSchedule(backend.config.rope);
+    this.checked = wrapBackend(backend);
     this.cacheRef = backend.createCache();
   }
 
@@ -134,7 +138,7 @@ export class Session {
   /** Ends the sequence: policies drop what they keep for it, and the cache is freed. */
   dispose(): void {
     if (this.cacheRef.disposed) return;
-    this.backend.releaseSequence?.(this.cacheRef);
+    this.checked.releaseSequence?.(this.cacheRef);
     this.cacheRef.dispose();
   }
 
@@ -157,7 +161,7 @@ export class Session {
       ...(plannedLength !== undefined ? { plannedLength } : {}),
     };
     const request: PolicyRequest = { rows: [row], ...(signal ? { signal } : {}) };
-    const result = (await this.backend.forward(request)) as PolicyResult;
+    const result = (await this.checked.forward(request)) as PolicyResult;
     const out = result.rows[0]!;
     for (const event of out.events ?? []) {
       this.eventLog.push(event);
