@@ -4,11 +4,11 @@
 // and let the shadow swap in the exact cache once it has caught up. Dynamic NTK, whose regime changes
 // at every step, goes to rePrefill instead.
 import { ReferenceBackend } from '@ropeswitch/backend-reference';
-import { BUILTIN_MODEL_DIR } from '@ropeswitch/cli';
+import { TRAINED_MODEL_DIR } from '@ropeswitch/cli';
 import { Session, argmax, loadCheckpoint, noCacheForward, wrapBackend } from '@ropeswitch/core';
 import { rePrefill, rerotate, shadowPrefill, when } from '@ropeswitch/policies';
 
-const { config, weights } = await loadCheckpoint(BUILTIN_MODEL_DIR);
+const { config, weights } = await loadCheckpoint(TRAINED_MODEL_DIR);
 const backend = new ReferenceBackend(config, weights);
 await weights.close();
 

@@ -2,11 +2,11 @@
 // below is the same as examples/stale-loop.ts, but `rePrefill()` rebuilds the cache under the long
 // regime when the sequence crosses the threshold, so every step agrees with the no-cache oracle.
 import { ReferenceBackend } from '@ropeswitch/backend-reference';
-import { BUILTIN_MODEL_DIR } from '@ropeswitch/cli';
+import { TRAINED_MODEL_DIR } from '@ropeswitch/cli';
 import { Session, argmax, loadCheckpoint, noCacheForward, wrapBackend } from '@ropeswitch/core';
 import { rePrefill, warnOnly } from '@ropeswitch/policies';
 
-const { config, weights } = await loadCheckpoint(BUILTIN_MODEL_DIR);
+const { config, weights } = await loadCheckpoint(TRAINED_MODEL_DIR);
 const backend = new ReferenceBackend(config, weights);
 await weights.close();
 

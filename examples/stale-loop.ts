@@ -2,10 +2,10 @@
 // no-cache oracle: the cached loop agrees until the total length crosses the threshold, then its
 // stale short-factor keys make it diverge. (Cache policies that fix this wrap the backend.)
 import { ReferenceBackend } from '@ropeswitch/backend-reference';
-import { BUILTIN_MODEL_DIR } from '@ropeswitch/cli';
+import { TRAINED_MODEL_DIR } from '@ropeswitch/cli';
 import { Session, argmax, loadCheckpoint, noCacheForward } from '@ropeswitch/core';
 
-const { config, weights } = await loadCheckpoint(BUILTIN_MODEL_DIR);
+const { config, weights } = await loadCheckpoint(TRAINED_MODEL_DIR);
 const backend = new ReferenceBackend(config, weights);
 await weights.close();
 

@@ -456,9 +456,9 @@ describe('the built binary', () => {
     expect(logits[0]).toHaveLength(128);
     expect(logits[0]!.every(Number.isFinite)).toBe(true);
 
-    const builtin = await exec(['logits', '--model', 'builtin', '--ids', '0,4,5,1', '--last', '2']);
-    expect(builtin.stderr).toBe('');
-    expect((oneJsonLine(builtin.stdout) as { logits: number[][] }).logits).toHaveLength(2);
+    const trained = await exec(['logits', '--model', 'trained', '--ids', '0,4,5,1', '--last', '2']);
+    expect(trained.stderr).toBe('');
+    expect((oneJsonLine(trained.stdout) as { logits: number[][] }).logits).toHaveLength(2);
   });
 
   it('exits 2 on a usage error with one line on stderr', async () => {

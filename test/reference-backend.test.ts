@@ -409,6 +409,36 @@ describe('reference backend: rerotation sanity', () => {
     expect(snapshot(cache).keys.flat().every(Number.isFinite)).toBe(true);
   });
 
+  it('prepareRerotation ahead of the crossing changes no key bits: the rotation equals a cold one', async () => {
+    const m = model('phi3');
+    const ids = randomTokens(seeded(5), 14, m.config.vocabSize);
+    const cold = m.backend.createCache();
+    await run(m, cold, ids, m.before, 0);
+    const warm = m.backend.createCache();
+    await run(m, warm, ids, m.before, 0);
+    // A separate backend instance (its own tables), prepared in two pieces, one a prefix.
+    const { config, weights } = await loadCheckpoint(join(root, 'phi3'));
+    const prepared = new ReferenceBackend(config, weights);
+    await weights.close();
+    await prepared.prepareRerotation(m.before, m.after, 6);
+    await prepared.prepareRerotation(m.before, m.after, 16);
+    await m.backend.rerotateKeys(cold, m.after);
+    await prepared.rerotateKeys(warm, m.after);
+    expect(snapshot(warm)).toEqual(snapshot(cold));
+    expect(warm.uniformRegime()).toBe(m.after);
+    await prepared.dispose();
+  });
+
+  it('prepareRerotation refuses regimes of another rotary size and position counts past the model limit', async () => {
+    const m = model('partial');
+    const wrong = model('phi3').after;
+    await expectRejects(m.backend.prepareRerotation(m.before, wrong, 4), BackendError, 'regime-size');
+    await expectRejects(m.backend.prepareRerotation(wrong, m.before, 4), BackendError, 'regime-size');
+    for (const bad of [-1, 1.5, positionLimit(m.config) + 1, Number.NaN]) {
+      await expectRejects(m.backend.prepareRerotation(m.before, m.after, bad), BackendError, 'bad-positions');
+    }
+  });
+
   it('rerotateKeys refuses a cache that is not a CpuKvCache', async () => {
     const m = model('phi3');
     const foreign = fakeCache(m.backend.createCache().layout);

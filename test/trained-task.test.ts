@@ -3,7 +3,7 @@ import { ReferenceBackend } from '@ropeswitch/backend-reference';
 import { type Backend, createRopeSchedule, greedyNoCache, loadCheckpoint, wrapBackend } from '@ropeswitch/core';
 import { type PolicyName, policyByName } from '@ropeswitch/policies';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type CopyEvaluation, copyCrossingStep, copyExample, copyExamples, evaluateCopyTask, scoreCopy } from './support/copy-task.js';
+import { type CopyEvaluation, copyCrossingStep, copyExample, copyExamples, evaluateCopyTask, scoreCopy } from '../packages/cli/src/index.js';
 import { trainedDir } from './support/fixtures.js';
 
 // Task accuracy on the model trained the LongRoPE way (test/fixtures/trained/copy-longrope/README.md):

@@ -36,7 +36,7 @@ import {
 import { POLICY_NAMES, policyByName, preEstimate, rePrefill, rerotate, shadowPrefill, stale, warnOnly } from '@ropeswitch/policies';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type HfExpected, hfCases, hfDir, inputIds, maxAbsDiff, readExpected } from '../support/fixtures.js';
-import { klDivergence, mean } from '../support/logit-metrics.js';
+import { klDivergence, mean } from '../../packages/cli/src/index.js';
 import { InjectedFault, type ProbeOptions, type RecordedCall, probeBackend } from '../support/probe-backend.js';
 import {
   type GreedyTrace,
@@ -166,9 +166,9 @@ function eventSummary(events: readonly PolicyEvent[]): string[] {
   return events.map((ev) => `${ev.type}@${ev.atLength}`);
 }
 
-/** The shadow policy's expected defaults for a threshold T: window ⌈T/4⌉, chunk ⌈T/window⌉ + 1. */
+/** The shadow policy's expected defaults for a threshold T: window ⌈T/2⌉, chunk ⌈T/window⌉ + 1. */
 function shadowDefaults(T: number): { window: number; chunk: number } {
-  const window = Math.max(1, Math.ceil(T / 4));
+  const window = Math.max(1, Math.ceil(T / 2));
   return { window, chunk: Math.ceil(T / window) + 1 };
 }
 

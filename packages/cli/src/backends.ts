@@ -1,17 +1,77 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { access, rename, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ReferenceBackend } from '@ropeswitch/backend-reference';
 import { type Backend, type TextTokenizer, loadCheckpoint } from '@ropeswitch/core';
+import { type TinyModelOptions, makeTinyModel, tinyModelConfig } from './tiny-model/make-tiny-model.js';
 
 /** Backends the command line can open, by `--backend` name. */
 export const BACKEND_NAMES = ['reference'] as const;
 export type BackendName = (typeof BACKEND_NAMES)[number];
 
-/** The trained copy-task model shipped with the CLI (see assets/copy-longrope/README.md). */
-export const BUILTIN_MODEL_DIR = fileURLToPath(new URL('../assets/copy-longrope/', import.meta.url));
+/**
+ * Models `--model` knows by name: `builtin`, a make-tiny model at Phi-3's real threshold (L = 4096,
+ * generated on first use); `trained`, the shipped copy-task model (L = 64). Anything else is a folder.
+ */
+export const MODEL_NAMES = ['builtin', 'trained'] as const;
+export type ModelName = (typeof MODEL_NAMES)[number];
 
-/** `--model builtin` names the shipped model; anything else is a folder. */
-export function resolveModelDir(model: string): string {
-  return model === 'builtin' ? BUILTIN_MODEL_DIR : model;
+/** The trained copy-task model shipped with the CLI (see assets/copy-longrope/README.md). */
+export const TRAINED_MODEL_DIR = fileURLToPath(new URL('../assets/copy-longrope/', import.meta.url));
+
+/**
+ * The `builtin` model: make-tiny's default shape (2 layers, hidden 64, vocab 128) with Phi-3's
+ * L = 4096 and M = 131072, fixed seed. Random weights: for cost and logit comparisons, not text.
+ */
+export const BUILTIN_MODEL: TinyModelOptions = Object.freeze({ seed: 1, originalMax: 4096, maxPositions: 131072 });
+
+/** The `builtin` model of `bench --quick`: the same shape with L = 256 (M/L = 32 as Phi-3), so a run takes seconds. */
+export const BUILTIN_QUICK_MODEL: TinyModelOptions = Object.freeze({ seed: 1, originalMax: 256, maxPositions: 8192 });
+
+/** Bumped when make-tiny's weights change for the same options, so stale generated folders are not reused. */
+const BUILTIN_FORMAT = 1;
+
+/**
+ * The folder of a generated make-tiny model, `os.tmpdir()/ropeswitch-builtin-<key>/`, written on
+ * first use and reused afterwards. The key hashes the options, so every variant has its own folder.
+ * The model is written under a temporary name and renamed into place: a folder with the final name
+ * is always complete, also when several processes race to create it.
+ */
+export async function builtinModelDir(options: TinyModelOptions = BUILTIN_MODEL): Promise<string> {
+  const key = createHash('sha256')
+    .update(JSON.stringify({ format: BUILTIN_FORMAT, config: tinyModelConfig(options), seed: options.seed ?? 0, dtype: options.dtype ?? 'f32' }))
+    .digest('hex')
+    .slice(0, 16);
+  const dir = join(tmpdir(), `ropeswitch-builtin-${key}`);
+  if (await exists(join(dir, 'model.safetensors'))) return dir;
+  const partial = `${dir}.partial-${process.pid}-${randomBytes(4).toString('hex')}`;
+  try {
+    await makeTinyModel(partial, options);
+    await rename(partial, dir);
+  } catch (error) {
+    await rm(partial, { recursive: true, force: true });
+    // Another process finished first: its folder is complete, use it.
+    if (!(await exists(join(dir, 'model.safetensors')))) throw error;
+  }
+  return dir;
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await access(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** `--model builtin` (generated, see {@link builtinModelDir}; `quick` picks the L = 256 variant), `trained`, or a folder. */
+export async function resolveModelDir(model: string, options: { quick?: boolean } = {}): Promise<string> {
+  if (model === 'trained') return TRAINED_MODEL_DIR;
+  if (model === 'builtin') return builtinModelDir(options.quick ? BUILTIN_QUICK_MODEL : BUILTIN_MODEL);
+  return model;
 }
 
 /** Loads the model folder into the named backend. */

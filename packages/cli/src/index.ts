@@ -1,7 +1,8 @@
 /**
  * @packageDocumentation
  * The `ropeswitch` command line, usable as a library: `main(argv, io)` runs a command line,
- * `makeTinyModel` writes a seeded tiny Phi-3 LongRoPE model, `runDemo` runs the copy demo.
+ * `makeTinyModel` writes a seeded tiny Phi-3 LongRoPE model, `runDemo` runs the copy demo,
+ * `runBench` runs the policy benchmark and returns its report (`BenchReport`).
  */
 export { main, usage } from './main.js';
 export type { CommandIO } from './io.js';
@@ -14,4 +15,36 @@ export {
   type RandomCheckpointOptions,
 } from './tiny-model/random-checkpoint.js';
 export { runDemo, formatDemo, type DemoResult, type DemoRun } from './commands/demo.js';
-export { BUILTIN_MODEL_DIR, BACKEND_NAMES, openBackend, resolveModelDir, type BackendName } from './backends.js';
+export {
+  BACKEND_NAMES,
+  BUILTIN_MODEL,
+  BUILTIN_QUICK_MODEL,
+  MODEL_NAMES,
+  TRAINED_MODEL_DIR,
+  builtinModelDir,
+  openBackend,
+  resolveModelDir,
+  type BackendName,
+  type ModelName,
+} from './backends.js';
+export type * from './bench/bench-report.js';
+export { runBench, REFERENCE_POLICY, type BenchOptions } from './bench/run-bench.js';
+export { createProgress, type BenchProgress } from './bench/progress.js';
+export { renderMarkdown } from './bench/report-markdown.js';
+export { renderHtml } from './bench/report-html.js';
+export { CountingBackend } from './bench/counting-backend.js';
+export {
+  COPY_IDS,
+  answerCopyTask,
+  copyCrossingStep,
+  copyExample,
+  copyExamples,
+  evaluateCopyTask,
+  scoreCopy,
+  summarizeCopy,
+  type CopyAccuracy,
+  type CopyEvaluation,
+  type CopyExample,
+  type CopyScore,
+} from './bench/copy-task.js';
+export { klDivergence, logSoftmax, mean } from './bench/logit-metrics.js';

@@ -2,4 +2,6 @@
 export interface CommandIO {
   readonly stdout: (text: string) => void;
   readonly stderr: (text: string) => void;
+  /** stderr is a terminal: commands may redraw a progress bar there (default: plain lines). */
+  readonly isTTY?: boolean;
 }

@@ -1,4 +1,5 @@
 import { RopeswitchError } from '@ropeswitch/core';
+import { benchCommand, benchUsage } from './commands/bench.js';
 import { demoCommand, demoUsage } from './commands/demo.js';
 import { generateCommand, generateUsage } from './commands/generate.js';
 import { logitsCommand, logitsUsage } from './commands/logits.js';
@@ -11,9 +12,10 @@ const COMMANDS: Record<string, (argv: string[], io: CommandIO) => Promise<void>>
   'make-tiny': makeTinyCommand,
   logits: logitsCommand,
   generate: generateCommand,
+  bench: benchCommand,
 };
 
-export const usage = ['usage:', demoUsage, makeTinyUsage, logitsUsage, generateUsage].join('\n  ');
+export const usage = ['usage:', demoUsage, makeTinyUsage, logitsUsage, generateUsage, benchUsage].join('\n  ');
 
 /**
  * Runs one `ropeswitch` command line and returns its exit code: 0 on success, 2 for a usage

@@ -7,7 +7,7 @@
 export { stale } from './stale.js';
 export { warnOnly } from './warn-only.js';
 export { rePrefill } from './re-prefill.js';
-export { rerotate } from './rerotate.js';
+export { type RerotateOptions, rerotate } from './rerotate.js';
 export { preEstimate } from './pre-estimate.js';
 export { shadowPrefill, type ShadowPrefillOptions } from './shadow-prefill.js';
 export { when, type PolicyCondition } from './when.js';

@@ -1,4 +1,4 @@
-import { PolicyError, Session, type PolicyEvent, type RerotateEvent, wrapBackend, type Backend } from '@ropeswitch/core';
+import { PolicyError, Session, type PolicyEvent, type RerotateEvent, type RopeRegime, wrapBackend, type Backend } from '@ropeswitch/core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { rerotate } from './rerotate.js';
 import {
@@ -148,6 +148,50 @@ describe('rerotate', () => {
     ]);
     const fresh = await freshPrefill(longrope.backend, ids);
     expect(maxAbsDiff(layerKeys(bare.cache, 0), layerKeys(fresh.cache, 0))).toBeLessThanOrEqual(1e-5);
+  });
+
+  /** `inner` with its `prepareRerotation` calls recorded as [from, to, positions]. */
+  function preparing(inner: Backend): Backend & { prepared: [string, string, number][] } {
+    const prepared: [string, string, number][] = [];
+    return {
+      ...recording(inner),
+      prepared,
+      async prepareRerotation(from: RopeRegime, to: RopeRegime, positions: number) {
+        prepared.push([from.id, to.id, positions]);
+        await inner.prepareRerotation!(from, to, positions);
+      },
+    };
+  }
+
+  it('prepares the tables of the coming move in the window before the threshold, a share per step, so the crossing only rotates', async () => {
+    const ids = randomIds(61, 19, longrope.vocab);
+    const backend = preparing(longrope.backend);
+    const session = new Session(wrapBackend(backend, rerotate({ prepareWindow: 4 })));
+    const steps = await teacherForce(session, ids, 8, 19);
+    // L = 16: S = 13, 14, 15, 16 each prepare a quarter more of positions [0, 16); none before, none after.
+    expect(backend.prepared).toEqual([4, 8, 12, 16].map((n) => ['longrope:short', 'longrope:long', n]));
+    expect(rotations(session.events).map((e) => e.atLength)).toEqual([17]);
+    // Same logits as without preparing, bit for bit.
+    const plain = await teacherForce(new Session(wrapBackend(longrope.backend, rerotate({ prepareWindow: 0 }))), ids, 8, 19);
+    expect(steps.map((s) => s.logits)).toEqual(plain.map((s) => s.logits));
+  });
+
+  it('a prompt that ends in the window prepares every position at once; no preparing without a planned crossing or with prepareWindow 0', async () => {
+    const ids = randomIds(62, 18, longrope.vocab);
+    const inWindow = preparing(longrope.backend);
+    await teacherForce(new Session(wrapBackend(inWindow, rerotate({ prepareWindow: 4 }))), ids, 14, 18);
+    // The prompt (S = 14) prepares all 16 positions; the decode steps' shares (12, then 16) are there already.
+    expect(inWindow.prepared.map((p) => p[2])).toEqual([16, 12, 16]);
+    const noCrossing = preparing(longrope.backend);
+    await teacherForce(new Session(wrapBackend(noCrossing, rerotate())), ids.slice(0, 16), 10, 16);
+    expect(noCrossing.prepared).toEqual([]);
+    const off = preparing(longrope.backend);
+    await teacherForce(new Session(wrapBackend(off, rerotate({ prepareWindow: 0 }))), ids, 10, 18);
+    expect(off.prepared).toEqual([]);
+  });
+
+  it('rejects a prepareWindow that is not a non-negative integer', () => {
+    for (const bad of [-1, 1.5, Number.NaN]) expect(() => rerotate({ prepareWindow: bad })).toThrow(PolicyError);
   });
 
   it('dynamic NTK: rotates at every step past the threshold; layer-0 keys follow the current regime', async () => {

@@ -41,8 +41,9 @@ describe('shadowPrefill', () => {
     const session = new Session(wrapBackend(longrope.backend, shadowPrefill()));
     const steps = await teacherForce(session, ids, 8, planned);
     await expectExact(longrope, ids, steps);
-    expect(kinds(session.events)).toEqual(['shadow-start@13', 'shadow-swap@17']);
-    expect(session.events[0]).toEqual({ type: 'shadow-start', policy: 'shadow-prefill', regime: 'longrope:long', atLength: 13 });
+    // Default window ceil(16 / 2) = 8: the copy starts at S = 9.
+    expect(kinds(session.events)).toEqual(['shadow-start@9', 'shadow-swap@17']);
+    expect(session.events[0]).toEqual({ type: 'shadow-start', policy: 'shadow-prefill', regime: 'longrope:long', atLength: 9 });
     expect(session.events[1]).toEqual({ type: 'shadow-swap', policy: 'shadow-prefill', regime: 'longrope:long', catchUpTokens: 0, atLength: 17 });
     expect(spanIds(session.cache)).toEqual(['longrope:long']);
   });
@@ -52,16 +53,17 @@ describe('shadowPrefill', () => {
     const rec = recording(longrope.backend);
     const session = new Session(wrapBackend(rec, shadowPrefill()));
     await teacherForce(session, ids, 8, 20);
-    // Default window 4 (S = 13..16), default chunk ceil(16 / 4) + 1 = 5.
+    // Default window ceil(16 / 2) = 8 (S = 9..16), default chunk ceil(16 / 8) + 1 = 3; on schedule,
+    // each step takes the 16 tokens' even share over the 8 steps: 2 (the cached ones, then the new).
     const byStep = rec.calls.map((c) => shadowRows(c, session).map((r) => r.tokens.length));
-    expect(byStep).toEqual([[], [], [], [], [], [5], [5], [5], [1], [], [], [], []]);
+    expect(byStep).toEqual([[], [2], [2], [2], [2], [2], [2], [2], [2], [], [], [], []]);
     const built = rec.calls.flatMap((c) => shadowRows(c, session));
     const shadow = built[0]!.cache;
     expect(built.every((r) => r.cache === shadow && r.regime === 'longrope:long')).toBe(true);
     expect(built.flatMap((r) => r.positions)).toEqual(Array.from({ length: 16 }, (_, i) => i));
     expect(built.flatMap((r) => r.tokens)).toEqual(ids.slice(0, 16));
     // Shadow rows go first in their call, the decode row last with its logits.
-    for (const call of rec.calls.slice(5, 9)) {
+    for (const call of rec.calls.slice(1, 9)) {
       expect(call).toHaveLength(2);
       expect(call[1]!.cache).toBe(session.cache);
     }
@@ -71,6 +73,22 @@ describe('shadowPrefill', () => {
     expect(crossing[0]).toMatchObject({ cache: shadow, cacheLength: 16, tokens: [ids[16]], regime: 'longrope:long', logits: 1 });
     expect(shadow.disposed).toBe(true);
     expect(rec.calls[10]![0]!.cache).toBe(session.cache);
+  });
+
+  it('keeps the copy on schedule: behind it, up to chunk tokens a step; on time, the even share of what is left', async () => {
+    const ids = randomIds(77, 20, longrope.vocab);
+    const rec = recording(longrope.backend);
+    const session = new Session(wrapBackend(rec, shadowPrefill({ window: 8, chunk: 3 })));
+    await session.prefill(ids.slice(0, 8), { plannedLength: 20 });
+    // Two tokens in one decode forward: the copy starts at S = 10, with 16 tokens to build in ≈ 4
+    // forwards of that size. It takes the 3 allowed, then the even share of the rest over the
+    // (now one-token) steps left: 13 over 6 → 3, 10 over 5 → 2, … caught up at S = 16.
+    const steps = [{ length: 10, logits: (await session.forward(ids.slice(8, 10))).subarray(-longrope.vocab) }];
+    for (let i = 10; i < 20; i++) steps.push({ length: i + 1, logits: await session.forward([ids[i]!]) });
+    expect(rec.calls.slice(1, 8).map((c) => shadowRows(c, session).map((r) => r.tokens.length))).toEqual([[3], [3], [2], [2], [2], [2], [2]]);
+    expect(kinds(session.events)).toEqual(['shadow-start@10', 'shadow-swap@17']);
+    expect(swaps(session.events)[0]!.catchUpTokens).toBe(0);
+    await expectExact(longrope, ids, steps);
   });
 
   it('honours window and chunk options: no decode forward runs more than chunk + 1 tokens per sequence', async () => {
@@ -103,7 +121,7 @@ describe('shadowPrefill', () => {
   it('a chunked prompt that ends inside the window builds the whole shadow in its last chunk', async () => {
     const ids = randomIds(75, 18, longrope.vocab);
     const rec = recording(longrope.backend);
-    const session = new Session(wrapBackend(rec, shadowPrefill()));
+    const session = new Session(wrapBackend(rec, shadowPrefill({ window: 4 })));
     await session.prefill(ids.slice(0, 15), { chunkSize: 6, plannedLength: 18 });
     expect(rec.calls.map((c) => shadowRows(c, session).map((r) => r.tokens.length))).toEqual([[], [], [15]]);
     const steps = [];
@@ -115,7 +133,7 @@ describe('shadowPrefill', () => {
   it("a chunk too small to catch up with late: 'catch-up' finishes in the crossing forward, still exact", async () => {
     const ids = randomIds(76, 22, longrope.vocab);
     const rec = recording(longrope.backend);
-    const session = new Session(wrapBackend(rec, shadowPrefill({ chunk: 2, late: 'catch-up' })));
+    const session = new Session(wrapBackend(rec, shadowPrefill({ window: 4, chunk: 2, late: 'catch-up' })));
     const steps = await teacherForce(session, ids, 8, 22);
     await expectExact(longrope, ids, steps);
     // 2 tokens per step over S = 13..16 leaves 8 of the 16 cached tokens to catch up.
@@ -130,7 +148,7 @@ describe('shadowPrefill', () => {
   it("late: 'pass' + rerotate(): rerotates at the crossing, keeps building, swaps the exact cache in later", async () => {
     const ids = randomIds(77, 24, longrope.vocab);
     const rec = recording(longrope.backend);
-    const session = new Session(wrapBackend(rec, shadowPrefill({ chunk: 3, late: 'pass' }), rerotate()));
+    const session = new Session(wrapBackend(rec, shadowPrefill({ window: 4, chunk: 3, late: 'pass' }), rerotate()));
     const steps = await teacherForce(session, ids, 8, 24);
     // Shadow: 3 tokens per step from S = 13: 12 of 16 at the crossing, caught up during S = 18, swapped at 19.
     expect(kinds(session.events)).toEqual(['shadow-start@13', 'rerotate@17', 'shadow-swap@19']);
@@ -147,7 +165,7 @@ describe('shadowPrefill', () => {
 
   it("late: 'pass' alone lets the crossing go stale, then swaps the exact cache in", async () => {
     const ids = randomIds(78, 22, longrope.vocab);
-    const session = new Session(wrapBackend(longrope.backend, shadowPrefill({ chunk: 3, late: 'pass' })));
+    const session = new Session(wrapBackend(longrope.backend, shadowPrefill({ window: 4, chunk: 3, late: 'pass' })));
     const steps = await teacherForce(session, ids, 8, 22);
     expect(kinds(session.events)).toEqual(['shadow-start@13', 'shadow-swap@19']);
     const diffs = await oracleDiffs(longrope, ids, steps);
@@ -261,7 +279,7 @@ describe('shadowPrefill', () => {
   });
 
   it('keeps each sequence its own shadow: two sessions on one policy stay exact', async () => {
-    const policy = shadowPrefill();
+    const policy = shadowPrefill({ window: 4 });
     const x = randomIds(85, 20, longrope.vocab);
     const y = randomIds(86, 20, longrope.vocab);
     const sx = new Session(wrapBackend(longrope.backend, policy));
@@ -310,7 +328,7 @@ describe('shadowPrefill', () => {
   it('a rollback below the threshold after the swap re-prefills under the short regime, then shadows again, exact', async () => {
     const ids = randomIds(91, 20, longrope.vocab);
     const alt = randomIds(92, 22, longrope.vocab);
-    const session = new Session(wrapBackend(longrope.backend, shadowPrefill()));
+    const session = new Session(wrapBackend(longrope.backend, shadowPrefill({ window: 4 })));
     await teacherForce(session, ids, 8, 30);
     expect(spanIds(session.cache)).toEqual(['longrope:long']);
     session.cache.crop(10);

@@ -6,13 +6,18 @@ import { concatIds, forwardWithRewrites, type RowRewrite } from './row-rewrite.j
 export interface ShadowPrefillOptions {
   /**
    * Start the shadow copy once the sequence is within this many tokens of the threshold (and its
-   * planned length crosses it). Default: a quarter of the threshold.
+   * planned length crosses it). Default: half the threshold, `ceil(threshold / 2)`: a prompt of up
+   * to half the threshold leaves the copy to be spread over every step to the crossing (the wider
+   * the window, the less each step carries: ≈ threshold / window + 1 tokens); a longer prompt lies
+   * in the window and the copy is built with it.
    */
   readonly window?: number;
   /**
    * Most tokens the shadow processes in one decode step, its catch-up and the new token together,
-   * so no decode forward runs more than `chunk + 1` tokens per sequence. Default: enough to catch
-   * up within the window, `ceil(threshold / window) + 1`.
+   * so no decode forward runs more than `chunk + 1` tokens per sequence. Within that bound each step
+   * takes what keeps the copy on schedule for the crossing (its remaining tokens spread evenly over
+   * the steps left), so a copy started on time runs ≈ threshold / window tokens a step and the bound
+   * is slack for a copy that starts late. Default: `ceil(threshold / window) + 1`.
    */
   readonly chunk?: number;
   /**
@@ -35,9 +40,10 @@ interface Shadow {
  * Exact like {@link rePrefill}, without its latency spike. Once a sequence is within `window`
  * tokens of the threshold and its planned length crosses it, a copy of its cache is built under
  * the regime past the threshold, alongside the live one: during the prompt's forward when the
- * prompt already lies in the window (the cost lands in the time to first token), otherwise `chunk`
- * tokens per decode step, in the same forward as the decode row (one pass over the weights on
- * backends that batch rows). Each new token goes to both. At the crossing the copy is swapped in.
+ * prompt already lies in the window (the cost lands in the time to first token), otherwise an even
+ * share of it per decode step (at most `chunk` tokens), in the same forward as the decode row (one
+ * pass over the weights on backends that batch rows). Each new token goes to both. At the crossing
+ * the copy is swapped in.
  *
  * Without a planned length the sequence is assumed to cross (pass `plannedLength` to spare the work
  * for sequences that stop early). Schedules that change at every step (dynamic NTK) have no single
@@ -60,7 +66,7 @@ export function shadowPrefill(options: ShadowPrefillOptions = {}): CachePolicy {
     const threshold = schedule.threshold;
     if (threshold === undefined) return undefined;
     if (schedule.changesEveryStep) return hasStaleKeys(row) ? rebuildRow(row, row.regime, backend, name) : undefined;
-    const window = options.window ?? Math.max(1, Math.ceil(threshold / 4));
+    const window = options.window ?? Math.max(1, Math.ceil(threshold / 2));
     const chunk = options.chunk ?? Math.ceil(threshold / window) + 1;
     const S = lengthAfter(row);
     let shadow = shadows.get(row.cache);
@@ -78,7 +84,7 @@ export function shadowPrefill(options: ShadowPrefillOptions = {}): CachePolicy {
         drop(row.cache);
         if (late === 'catch-up') return rebuildRow(row, row.regime, backend, name);
         // Nothing prepared (no plan to cross): start the copy now and let the row pass.
-        return startShadow(row, row.regime, backend, chunk);
+        return startShadow(row, row.regime, backend, chunk, threshold);
       }
       if (ready || late === 'catch-up') return swapIn(row, shadow);
     } else if (shadow && ready && S > threshold) {
@@ -89,26 +95,26 @@ export function shadowPrefill(options: ShadowPrefillOptions = {}): CachePolicy {
     if (!shadow) {
       const wanted = S <= threshold && S > threshold - window && (row.plannedLength === undefined || row.plannedLength > threshold);
       const regime = schedule.regimeFor(threshold + 1);
-      return wanted && regime.id !== row.regime.id ? startShadow(row, regime, backend, chunk) : undefined;
+      return wanted && regime.id !== row.regime.id ? startShadow(row, regime, backend, chunk, threshold) : undefined;
     }
-    return buildChunk(row, shadow, chunk, []);
+    return buildChunk(row, shadow, chunk, [], threshold);
   };
 
-  const startShadow = (row: PolicyRow, regime: RopeRegime, backend: Backend, chunk: number): RowRewrite => {
+  const startShadow = (row: PolicyRow, regime: RopeRegime, backend: Backend, chunk: number, threshold: number): RowRewrite => {
     const shadow = { cache: backend.createCache(), regime };
     // Room for the whole plan (or the live cache's length and this row), so the swap never grows it.
     shadow.cache.reserve(Math.max(row.plannedLength ?? 0, lengthAfter(row)));
     // Kept only if the forward that starts it succeeds: a retry then starts (and reports) it again.
     return {
-      ...buildChunk(row, shadow, chunk, [{ type: 'shadow-start', policy: name, regime: regime.id, atLength: lengthAfter(row) }]),
+      ...buildChunk(row, shadow, chunk, [{ type: 'shadow-start', policy: name, regime: regime.id, atLength: lengthAfter(row) }], threshold),
       onSuccess: () => shadows.set(row.cache, shadow),
       onFailure: () => shadow.cache.dispose(),
     };
   };
 
   /** The row passes unchanged; the shadow's next piece runs beside it. Prompt rows build the whole copy. */
-  const buildChunk = (row: PolicyRow, shadow: Shadow, chunk: number, events: PolicyEvent[]): RowRewrite => {
-    const budget = row.prefill || row.cache.length === 0 ? Infinity : chunk;
+  const buildChunk = (row: PolicyRow, shadow: Shadow, chunk: number, events: PolicyEvent[], threshold: number): RowRewrite => {
+    const budget = row.prefill || row.cache.length === 0 ? Infinity : Math.min(chunk, pace(row, shadow, threshold));
     const extra = shadowChunk(row, shadow, budget);
     return {
       ...(extra ? { extra: [extra], doing: `${name}: a chunk of ${extra.tokens.length} tokens of the ${shadow.regime.id} copy` } : {}),
@@ -139,6 +145,20 @@ export function shadowPrefill(options: ShadowPrefillOptions = {}): CachePolicy {
     },
     releaseSequence: drop,
   };
+}
+
+/**
+ * Tokens the shadow needs this step to hold the whole sequence by the crossing, its remaining
+ * tokens spread evenly over the forwards left before it (each assumed to add as many tokens as
+ * this row): no more work up front than the crossing needs, so on a model whose weights dominate a
+ * step, no step carries more than the decode row and ≈ threshold / window shadow tokens. Past the
+ * threshold (a late copy) there is no schedule: as many as `chunk` allows.
+ */
+function pace(row: PolicyRow, shadow: Shadow, threshold: number): number {
+  const S = lengthAfter(row);
+  if (S > threshold) return Infinity;
+  const forwardsLeft = Math.ceil((threshold - S) / row.tokens.length) + 1;
+  return Math.max(1, Math.ceil((threshold - shadow.cache.length) / forwardsLeft));
 }
 
 /**

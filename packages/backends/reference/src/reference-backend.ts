@@ -8,11 +8,14 @@ import {
   type ForwardResult,
   type KvCache,
   type ModelConfig,
+  RerotationTableCache,
   type RopeRegime,
+  createRopeSchedule,
   type RowLogits,
   type WeightStore,
-  applyRotary,
+  positionLimit,
   rerotateCpuKeys,
+  rotateBlocks,
   rotaryTables,
   validateForwardRequest,
 } from '@ropeswitch/core';
@@ -40,6 +43,12 @@ export class ReferenceBackend implements Backend {
   readonly name = 'reference';
   readonly capabilities: BackendCapabilities;
   private weights: DecoderWeights | undefined;
+  /**
+   * Rerotation cos/sin per (from, to) move, kept across calls and prepared ahead by
+   * `prepareRerotation`; none for schedules with a new regime at every step (dynamic NTK), whose
+   * moves do not come back.
+   */
+  private readonly rerotationTables: RerotationTableCache | undefined;
 
   constructor(
     readonly config: ModelConfig,
@@ -53,6 +62,7 @@ export class ReferenceBackend implements Backend {
       rerotateKeys: true,
       anglePrecision: options.anglePrecision ?? 'float32',
     };
+    this.rerotationTables = createRopeSchedule(config.rope).changesEveryStep ? undefined : new RerotationTableCache();
   }
 
   createCache(): CpuKvCache {
@@ -61,14 +71,29 @@ export class ReferenceBackend implements Backend {
   }
 
   async rerotateKeys(cache: KvCache, to: RopeRegime): Promise<void> {
-    if (to.invFreq.length !== this.config.rope.rotaryDim / 2) {
-      throw new BackendError('regime-size', `regime ${to.id} has ${to.invFreq.length} frequencies; the model rotates ${this.config.rope.rotaryDim / 2} pairs`);
+    this.checkRegime(to);
+    rerotateCpuKeys(asCpuCache(cache), to, this.config.rope.pairing, this.capabilities.anglePrecision, this.rerotationTables);
+  }
+
+  async prepareRerotation(from: RopeRegime, to: RopeRegime, positions: number): Promise<void> {
+    this.checkRegime(from);
+    this.checkRegime(to);
+    const limit = positionLimit(this.config);
+    if (!Number.isSafeInteger(positions) || positions < 0 || positions > limit) {
+      throw new BackendError('bad-positions', `cannot prepare rerotation tables for ${positions} positions: an integer in [0, ${limit}] (the model's position limit) is needed`);
     }
-    rerotateCpuKeys(asCpuCache(cache), to, this.config.rope.pairing, this.capabilities.anglePrecision);
+    this.rerotationTables?.prepare(from, to, positions, this.capabilities.anglePrecision);
+  }
+
+  private checkRegime(regime: RopeRegime): void {
+    if (regime.invFreq.length !== this.config.rope.rotaryDim / 2) {
+      throw new BackendError('regime-size', `regime ${regime.id} has ${regime.invFreq.length} frequencies; the model rotates ${this.config.rope.rotaryDim / 2} pairs`);
+    }
   }
 
   async dispose(): Promise<void> {
     this.weights = undefined;
+    this.rerotationTables?.clear();
   }
 
   async forward(request: ForwardRequest): Promise<ForwardResult> {
@@ -81,23 +106,12 @@ export class ReferenceBackend implements Backend {
     const kvDim = numKvHeads * headDim;
     const qkvDim = qDim + 2 * kvDim;
 
-    const rows = request.rows.map((row) => {
-      const cache = asCpuCache(row.cache);
-      cache.reserve(row.tokens.length);
-      return { row, cache, past: cache.length, tables: rotaryTables(row.regime, row.positions, this.capabilities.anglePrecision) };
-    });
     const starts: number[] = [];
     let total = 0;
-    for (const r of rows) {
+    for (const row of request.rows) {
       starts.push(total);
-      total += r.row.tokens.length;
+      total += row.tokens.length;
     }
-    const longest = Math.max(...rows.map((r) => r.past + r.row.tokens.length));
-    // Sliding-window attention (Mistral, some Qwen2) is not implemented: refuse rather than differ.
-    if (c.slidingWindow !== undefined && longest > c.slidingWindow) {
-      throw new BackendError('sliding-window', `a sequence of ${longest} tokens exceeds the model's sliding window (${c.slidingWindow}), which the reference backend does not implement`);
-    }
-
     // Activations: [token][...] over every row's new tokens stacked together.
     const x = new Float32Array(total * H);
     const xn = new Float32Array(total * H);
@@ -107,6 +121,28 @@ export class ReferenceBackend implements Backend {
     const proj = new Float32Array(total * H);
     const gateUp = new Float32Array(total * 2 * I);
     const act = new Float32Array(total * I);
+    const rows = request.rows.map((row, ri) => {
+      const cache = asCpuCache(row.cache);
+      const n = row.tokens.length;
+      cache.reserve(n);
+      const start = starts[ri]!;
+      return {
+        row,
+        cache,
+        past: cache.length,
+        tables: rotaryTables(row.regime, row.positions, this.capabilities.anglePrecision),
+        // Token t of the row rotates by table row t; its heads are blocks of the stacked activations.
+        tableRows: Int32Array.from({ length: n }, (_, t) => t),
+        queryHeads: Array.from({ length: numHeads }, (_, h) => ({ data: q, offset: start * qDim + h * headDim })),
+        keyHeads: Array.from({ length: numKvHeads }, (_, g) => ({ data: qkv, offset: start * qkvDim + qDim + g * headDim })),
+      };
+    });
+    const longest = Math.max(...rows.map((r) => r.past + r.row.tokens.length));
+    // Sliding-window attention (Mistral, some Qwen2) is not implemented: refuse rather than differ.
+    if (c.slidingWindow !== undefined && longest > c.slidingWindow) {
+      throw new BackendError('sliding-window', `a sequence of ${longest} tokens exceeds the model's sliding window (${c.slidingWindow}), which the reference backend does not implement`);
+    }
+
     const scores = new Float64Array(4 * longest);
 
     rows.forEach((r, ri) => {
@@ -128,8 +164,11 @@ export class ReferenceBackend implements Backend {
         for (let t = 0; t < n; t++) {
           const src = (starts[ri]! + t) * qkvDim;
           q.set(qkv.subarray(src, src + qDim), (starts[ri]! + t) * qDim);
-          applyRotary(q, (starts[ri]! + t) * qDim, numHeads, headDim, c.rope.pairing, r.tables, t);
-          applyRotary(qkv, src + qDim, numKvHeads, headDim, c.rope.pairing, r.tables, t);
+        }
+        rotateBlocks(r.queryHeads, n, qDim, c.rope.pairing, r.tables, r.tableRows);
+        rotateBlocks(r.keyHeads, n, qkvDim, c.rope.pairing, r.tables, r.tableRows);
+        for (let t = 0; t < n; t++) {
+          const src = (starts[ri]! + t) * qkvDim;
           for (let g = 0; g < numKvHeads; g++) {
             const dst = r.cache.offset(g, r.past + t);
             keys.set(qkv.subarray(src + qDim + g * headDim, src + qDim + (g + 1) * headDim), dst);

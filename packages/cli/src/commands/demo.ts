@@ -2,7 +2,7 @@ import { SeededRandom, generate, greedyNoCache, wrapBackend } from '@ropeswitch/
 import { POLICY_NAMES, type PolicyName, policyByName } from '@ropeswitch/policies';
 import { intOption, parseOptions } from '../args.js';
 import type { Backend } from '@ropeswitch/core';
-import { BUILTIN_MODEL_DIR, openBackend } from '../backends.js';
+import { TRAINED_MODEL_DIR, openBackend } from '../backends.js';
 import type { CommandIO } from '../io.js';
 import { UsageError } from '../usage-error.js';
 
@@ -55,7 +55,7 @@ export async function runDemo(n: number, seed: number): Promise<DemoResult> {
   const content = Array.from({ length: n }, () => FIRST_CONTENT + rng.int(CONTENT_IDS));
   const prompt = [BOS, ...content, SEP];
   const target = [...content, EOS];
-  const backend = await openBackend('reference', BUILTIN_MODEL_DIR);
+  const backend = await openBackend('reference', TRAINED_MODEL_DIR);
   try {
     const threshold = thresholdOf(backend);
     // Step i's forward covers prompt + i tokens: the copy crosses when prompt ≤ L < prompt + n.

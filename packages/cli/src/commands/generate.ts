@@ -1,4 +1,4 @@
-import { type GenerateResult, type SamplingOptions, createRopeSchedule, generate, wrapBackend } from '@ropeswitch/core';
+import { type GenerateResult, type SamplingOptions, createRopeSchedule, generate, positionLimit, wrapBackend } from '@ropeswitch/core';
 import { POLICY_NAMES, policyByName } from '@ropeswitch/policies';
 import { choice, idList, intOption, numberOption, parseOptions, required } from '../args.js';
 import { BACKEND_NAMES, openModel, resolveModelDir } from '../backends.js';
@@ -6,7 +6,7 @@ import type { CommandIO } from '../io.js';
 import { UsageError } from '../usage-error.js';
 
 export const generateUsage =
-  'ropeswitch generate --model DIR (--ids 1,2,3 | --prompt TEXT) --max-new-tokens N [--policy NAME] [--backend reference] [--chunk-size N] [--temperature T --top-k K --top-p P --seed S] [--json]';
+  'ropeswitch generate --model DIR|builtin|trained (--ids 1,2,3 | --prompt TEXT) --max-new-tokens N [--policy NAME] [--backend reference] [--chunk-size N] [--temperature T --top-k K --top-p P --seed S] [--json]';
 
 /** Cache policies selectable with `--policy`, by name (default `stale`, what a custom loop on HF does). */
 export { POLICY_NAMES };
@@ -35,7 +35,7 @@ export async function generateCommand(argv: string[], io: CommandIO): Promise<vo
   const policyName = choice('policy', o.policy, POLICY_NAMES, 'stale');
   const chunkSize = o['chunk-size'] === undefined ? undefined : intOption('chunk-size', o['chunk-size'], 0, 1);
   const sampling = samplingOptions(o);
-  const modelDir = resolveModelDir(required('generate', 'model', o.model));
+  const modelDir = await resolveModelDir(required('generate', 'model', o.model));
   const { backend, tokenizer } = await openModel(choice('backend', o.backend, BACKEND_NAMES, 'reference'), modelDir);
   try {
     let ids: number[];
@@ -45,6 +45,13 @@ export async function generateCommand(argv: string[], io: CommandIO): Promise<vo
       if (ids.length === 0) throw new UsageError('generate: --prompt encodes to no tokens');
     } else {
       ids = idList('ids', required('generate', 'ids', o.ids));
+    }
+    // The session reserves its planned length up front: refuse a plan past the model's positions
+    // before allocating for it (a cache sized by --max-new-tokens alone).
+    const limit = positionLimit(backend.config);
+    if (ids.length > limit) throw new UsageError(`generate: the prompt of ${ids.length} tokens exceeds the model's ${limit} positions`);
+    if (ids.length + maxNewTokens - 1 > limit) {
+      throw new UsageError(`generate: --max-new-tokens ${maxNewTokens} after ${ids.length} prompt tokens runs past the model's ${limit} positions; use at most ${limit - ids.length + 1}`);
     }
     const result = await generate(wrapBackend(backend, policyByName(policyName)), ids, {
       maxNewTokens,

@@ -5,7 +5,7 @@ import type { CommandIO } from '../io.js';
 import { UsageError } from '../usage-error.js';
 import { rows } from '../logits-json.js';
 
-export const logitsUsage = 'ropeswitch logits --model DIR --ids 1,2,3 [--last N] [--backend reference]';
+export const logitsUsage = 'ropeswitch logits --model DIR|builtin|trained --ids 1,2,3 [--last N] [--backend reference]';
 
 /** One forward without cache (regime chosen by the total length); prints `{"logits": [[...], ...]}`. */
 export async function logitsCommand(argv: string[], io: CommandIO): Promise<void> {
@@ -18,7 +18,7 @@ export async function logitsCommand(argv: string[], io: CommandIO): Promise<void
   const ids = idList('ids', required('logits', 'ids', o.ids));
   const last = intOption('last', o.last, 1, 1);
   if (last > ids.length) throw new UsageError(`--last ${last} exceeds the ${ids.length} ids given`);
-  const backend = await openBackend(choice('backend', o.backend, BACKEND_NAMES, 'reference'), resolveModelDir(required('logits', 'model', o.model)));
+  const backend = await openBackend(choice('backend', o.backend, BACKEND_NAMES, 'reference'), await resolveModelDir(required('logits', 'model', o.model)));
   try {
     const logits = await noCacheForward(backend, ids, { last });
     io.stdout(`${JSON.stringify({ logits: rows(logits, backend.config.vocabSize) })}\n`);

@@ -67,6 +67,13 @@ export interface Backend {
   forward(request: ForwardRequest): Promise<ForwardResult>;
   /** Rotates every cached key of `cache` into `to`, in place (present when `capabilities.rerotateKeys`). */
   rerotateKeys?(cache: KvCache, to: RopeRegime): Promise<void>;
+  /**
+   * A hint, optional even where `rerotateKeys` exists: compute now whatever rotating keys at positions
+   * [0, `positions`) from `from` to `to` will need (the cos/sin tables), so that the rotation at the
+   * crossing is one pass over the keys. Touches no cache. Called with growing `positions` to spread
+   * the work over several steps; rows already prepared are kept.
+   */
+  prepareRerotation?(from: RopeRegime, to: RopeRegime, positions: number): Promise<void>;
   /** The sequence owning `cache` ended: forget state kept for it (policy wrappers keep shadow caches). */
   releaseSequence?(cache: KvCache): void;
   /** Frees weights and device resources. */

@@ -3,6 +3,7 @@ import type { RopePairing } from '../config/model-config.js';
 import { CacheError } from '../errors.js';
 import { applyRotary } from '../rope/apply-rotary.js';
 import { type RopeRegime, makeRegime } from '../rope/regime.js';
+import { RerotationTableCache } from '../rope/rerotation-table-cache.js';
 import { rotaryTables } from '../rope/rotary-tables.js';
 import { CpuKvCache } from './cpu-kv-cache.js';
 import type { KvCacheLayout } from './kv-cache.js';
@@ -452,6 +453,38 @@ describe('rerotateCpuKeys', () => {
     expect(() => rerotateCpuKeys(c, four, 'rotate-half')).toThrow();
     expect(snapshot(c)).toEqual(before);
     expect(c.uniformRegime()).toBe(two);
+  });
+
+  it('gives the same bits with memoised tables (cold, prepared ahead, or shared) as with fresh ones', () => {
+    const layout = { numLayers: 3, numKvHeads: 3, headDim: 10 }; // 9 blocks: four at a time and one left
+    const freqs = (scale: number) => Array.from({ length: 4 }, (_, i) => scale * Math.pow(100, -i / 4));
+    const short = regime('short', freqs(1), 1.1);
+    const long = regime('long', freqs(0.3), 1.3);
+    const bitsOf = (c: CpuKvCache) =>
+      Array.from({ length: layout.numLayers }, (_, l) => Array.from(new Uint32Array(c.keys(l).buffer, 0, c.keys(l).length)));
+    for (const positions of [
+      Array.from({ length: 40 }, (_, i) => i), // dense: memoised tables indexed by position
+      [0, 1, 2, 3, 4, 900, 901, 4100], // a few far positions: fresh tables of just those
+    ]) {
+      const n = positions.length;
+      const spans = [
+        { n: n - 3, regime: short },
+        { n: 3, regime: long },
+      ];
+      const fresh = mixedCache(layout, 'rotate-half', spans, positions);
+      const cold = mixedCache(layout, 'rotate-half', spans, positions);
+      const warm = mixedCache(layout, 'rotate-half', spans, positions);
+      const memo = new RerotationTableCache();
+      const prepared = new RerotationTableCache();
+      prepared.prepare(short, long, 20); // a prefix only: the rotation grows it
+      for (const to of [long, short, long]) {
+        rerotateCpuKeys(fresh, to, 'rotate-half');
+        rerotateCpuKeys(cold, to, 'rotate-half', 'float32', memo);
+        rerotateCpuKeys(warm, to, 'rotate-half', 'float32', prepared);
+        expect(bitsOf(cold)).toEqual(bitsOf(fresh));
+        expect(bitsOf(warm)).toEqual(bitsOf(fresh));
+      }
+    }
   });
 
   it('leaves keys already in the target regime bit-identical', () => {

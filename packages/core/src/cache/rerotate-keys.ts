@@ -1,7 +1,8 @@
 import type { RopePairing } from '../config/model-config.js';
-import { applyRotary } from '../rope/apply-rotary.js';
 import type { AnglePrecision, RopeRegime } from '../rope/regime.js';
-import { rerotationTables } from '../rope/rotary-tables.js';
+import type { RerotationTableCache } from '../rope/rerotation-table-cache.js';
+import { type HeadBlock, rotateBlocks } from '../rope/rotate-blocks.js';
+import { type RotaryTables, rerotationTables } from '../rope/rotary-tables.js';
 import { CacheError } from '../errors.js';
 import type { CpuKvCache } from './cpu-kv-cache.js';
 
@@ -10,12 +11,17 @@ import type { CpuKvCache } from './cpu-kv-cache.js';
  * under regime A, turns pair i by `p·(ω_to − ω_A)` (angles as the forward computes them) and scales
  * by `m_to / m_A`. Exact for layer 0; for deeper layers the keys came from hidden states that
  * attended under A, so the result approximates a true recompute. Values are not touched.
+ *
+ * With `tables` (a memo the caller keeps, e.g. the backend's), the cos/sin of a move are computed
+ * once over positions 0 … and reused, and can be prepared before the crossing: the rotation then
+ * costs one pass over the keys. Results are the same bits with or without it.
  */
 export function rerotateCpuKeys(
   cache: CpuKvCache,
   to: RopeRegime,
   pairing: RopePairing,
   precision: AnglePrecision = 'float32',
+  tables?: RerotationTableCache,
 ): void {
   const positions = cache.positions();
   const { numLayers, numKvHeads, headDim } = cache.layout;
@@ -31,15 +37,31 @@ export function rerotateCpuKeys(
   }
   for (const span of cache.regimeSpans()) {
     if (span.regime.id === to.id) continue;
-    const tables = rerotationTables(span.regime, to, positions.subarray(span.start, span.end), precision);
+    const spanPositions = positions.subarray(span.start, span.end);
+    const { table, rows } = tablesFor(span.regime, to, spanPositions, precision, tables);
+    // Each (layer, kvHead) holds the span as one contiguous [index][headDim] block.
+    const blocks: HeadBlock[] = [];
     for (let l = 0; l < numLayers; l++) {
-      const keys = cache.keys(l);
-      for (let h = 0; h < numKvHeads; h++) {
-        for (let i = span.start; i < span.end; i++) {
-          applyRotary(keys, cache.offset(h, i), 1, headDim, pairing, tables, i - span.start);
-        }
-      }
+      for (let h = 0; h < numKvHeads; h++) blocks.push({ data: cache.keys(l), offset: cache.offset(h, span.start) });
     }
+    rotateBlocks(blocks, span.end - span.start, headDim, pairing, table, rows);
   }
   cache.markRotated(to);
+}
+
+/**
+ * Memoised tables indexed by position when the positions are a dense prefix-like set (the usual
+ * 0 … n−1); otherwise (a few far positions) fresh tables of just those positions, row k for key k.
+ */
+function tablesFor(
+  from: RopeRegime,
+  to: RopeRegime,
+  positions: Int32Array,
+  precision: AnglePrecision,
+  memo: RerotationTableCache | undefined,
+): { table: RotaryTables; rows: ArrayLike<number> } {
+  let max = -1;
+  for (let k = 0; k < positions.length; k++) if (positions[k]! > max) max = positions[k]!;
+  if (memo && max < 2 * positions.length + 64) return { table: memo.tables(from, to, max + 1, precision), rows: positions };
+  return { table: rerotationTables(from, to, positions, precision), rows: Int32Array.from({ length: positions.length }, (_, k) => k) };
 }

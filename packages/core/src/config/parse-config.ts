@@ -37,9 +37,19 @@ function isRecord(value: unknown): value is Readonly<Record<string, unknown>> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
+/** Largest head dimension accepted (real models use 64 to 256). */
+const MAX_HEAD_DIM = 65536;
+
 /** Positive safe integer: also bounds sizes read from the file (1e308 is an "integer" to JS). */
 const isPosInt = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v > 0;
 const isPosNum = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v) && v > 0;
+/**
+ * Per-pair rescale factors and attention factors are used in float32 (`1 / (λ · b^(2i/r))`, keys
+ * scaled by the attention factor): outside the normal float32 range a reciprocal overflows to
+ * Infinity or a scale rounds to 0 or Infinity, and angles or keys turn NaN downstream.
+ */
+const isF32Scale = (v: unknown): v is number => typeof v === 'number' && v >= 2 ** -126 && v <= 3.4028234663852886e38;
+const F32_SCALE = 'a positive finite number in the normal float32 range [2^-126, 3.4e38]';
 
 /** Typed access to one JSON object, with errors that name `source` and the field's JSON path. */
 class Fields {
@@ -84,6 +94,18 @@ class Fields {
   }
   optNum(key: string): number | undefined {
     return this.checked(key, isPosNum, 'a positive finite number');
+  }
+  /** A finite number for which `ok` holds (e.g. a scaling `factor` ≥ 1), or absent. */
+  optNumWhere(key: string, ok: (v: number) => boolean, expected: string): number | undefined {
+    return this.checked(key, (v): v is number => typeof v === 'number' && Number.isFinite(v) && ok(v), expected);
+  }
+  /** An attention factor or mscale, or absent. */
+  optScale(key: string): number | undefined {
+    return this.checked(key, isF32Scale, F32_SCALE);
+  }
+  /** A scaling `factor`: HF documents it as a float ≥ 1 (below 1, yarn's attention factor and dynamic NTK's position limit degenerate). */
+  scalingFactor(): number {
+    return this.optNumWhere('factor', (v) => v >= 1, 'a finite number ≥ 1') ?? this.missing('factor', 'a finite number ≥ 1');
   }
   num(key: string): number {
     return this.optNum(key) ?? this.missing(key, 'a positive finite number');
@@ -131,7 +153,7 @@ class Fields {
       );
     }
     v.forEach((x, i) => {
-      if (!isPosNum(x)) this.invalid(`${field}[${i}]`, x, 'a positive finite number');
+      if (!isF32Scale(x)) this.invalid(`${field}[${i}]`, x, F32_SCALE);
     });
     return Object.freeze([...(v as number[])]);
   }
@@ -195,6 +217,11 @@ function parseValue(json: unknown, source: string): ModelConfig {
   if (!Number.isInteger(headDim)) {
     c.invalid('num_attention_heads', numHeads, `a divisor of hidden_size (${hiddenSize}) when head_dim is absent`);
   }
+  // The RoPE tables are sized by head_dim alone (no weight shape bounds them): real models use ≤ 256.
+  if (headDim > MAX_HEAD_DIM) {
+    if (c.raw('head_dim') !== undefined) c.invalid('head_dim', headDim, `a positive integer ≤ ${MAX_HEAD_DIM}`);
+    c.invalid('hidden_size', hiddenSize, `at most ${MAX_HEAD_DIM} × num_attention_heads (${numHeads}) when head_dim is absent`);
+  }
   const maxPositionEmbeddings = c.int('max_position_embeddings');
   const originalMaxPositionEmbeddings = c.optInt('original_max_position_embeddings');
 
@@ -241,7 +268,8 @@ function parseRope(
   const scaling = params ?? c.optObject('rope_scaling');
 
   const thetaFrom: Fields = params?.raw('rope_theta') !== undefined ? params : c;
-  const theta = thetaFrom.optNum('rope_theta') ?? 10000;
+  // b ≤ 1 is no geometric frequency ladder, and yarn divides by ln b: HF would divide by zero at b = 1.
+  const theta = thetaFrom.optNumWhere('rope_theta', (v) => v > 1, 'a finite number > 1') ?? 10000;
 
   const prfFrom: Fields = params?.raw('partial_rotary_factor') !== undefined ? params : c;
   const prfField = prfFrom.field('partial_rotary_factor');
@@ -290,20 +318,20 @@ function parseScaling(
     case 'default':
       return { type };
     case 'linear':
-      return { type, factor: s.num('factor') };
+      return { type, factor: s.scalingFactor() };
     case 'dynamic':
       return {
         type,
-        factor: s.num('factor'),
+        factor: s.scalingFactor(),
         // HF 4.45 uses max_position_embeddings; newer HF prefers an explicit original length.
         originalMaxPositionEmbeddings: s.optInt('original_max_position_embeddings') ?? topOriginalMax ?? maxPositionEmbeddings,
       };
     case 'yarn':
       return {
         type,
-        factor: s.num('factor'),
+        factor: s.scalingFactor(),
         originalMaxPositionEmbeddings: s.optInt('original_max_position_embeddings') ?? topOriginalMax ?? maxPositionEmbeddings,
-        attentionFactor: s.optNum('attention_factor'),
+        attentionFactor: s.optScale('attention_factor'),
         betaFast: s.optNum('beta_fast') ?? 32,
         betaSlow: s.optNum('beta_slow') ?? 1,
       };
@@ -315,7 +343,7 @@ function parseScaling(
       }
       return {
         type,
-        factor: s.num('factor'),
+        factor: s.scalingFactor(),
         lowFreqFactor,
         highFreqFactor,
         originalMaxPositionEmbeddings: s.int('original_max_position_embeddings'),
@@ -331,17 +359,22 @@ function parseScaling(
         topOriginalMax ??
         innerOriginalMax ??
         s.missing('original_max_position_embeddings', 'a positive integer (here or at the top level) for longrope');
+      if (originalMaxPositionEmbeddings < 2) {
+        // The default attention factor divides by ln L (HF raises ZeroDivisionError at L = 1).
+        const field = topOriginalMax !== undefined ? 'original_max_position_embeddings' : s.field('original_max_position_embeddings');
+        s.invalid(field, originalMaxPositionEmbeddings, 'an integer ≥ 2 for longrope');
+      }
       return {
         type: 'longrope',
         shortFactor,
         longFactor,
         originalMaxPositionEmbeddings,
         maxPositionEmbeddings,
-        attentionFactor: s.optNum('attention_factor'),
+        attentionFactor: s.optScale('attention_factor'),
         factor: s.optNum('factor'),
         // Some exports write the regime-specific mscales at the top level rather than inside rope_scaling.
-        shortMscale: s.optNum('short_mscale') ?? top.optNum('short_mscale'),
-        longMscale: s.optNum('long_mscale') ?? top.optNum('long_mscale'),
+        shortMscale: s.optScale('short_mscale') ?? top.optScale('short_mscale'),
+        longMscale: s.optScale('long_mscale') ?? top.optScale('long_mscale'),
       };
     }
     default:

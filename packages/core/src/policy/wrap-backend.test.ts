@@ -245,6 +245,17 @@ describe('wrapBackend', () => {
     expect(wrapBackend(stubBackend({ rerotate: true })).rerotateKeys).toBeTypeOf('function');
   });
 
+  it('passes prepareRerotation through nested wrappers to the backend, and has none when the backend has none', async () => {
+    const base = stubBackend({ rerotate: true });
+    expect(wrapBackend(base).prepareRerotation).toBeUndefined();
+    base.prepareRerotation = vi.fn(async () => {});
+    const wrapped = wrapBackend(wrapBackend(base));
+    const [from, to] = [schedule.regimeFor(1), schedule.regimeFor(17)];
+    await wrapped.prepareRerotation!(from, to, 16);
+    expect(base.prepareRerotation).toHaveBeenCalledWith(from, to, 16);
+    expect(wrapBackend(stubBackend()).prepareRerotation).toBeUndefined();
+  });
+
   it('splits a request over maxRows: one row per call with maxRows 1, results in order', async () => {
     const inner = stubBackend({ maxRows: 1 });
     const out = await wrapBackend(inner).forward(request(5, 6, 7));

@@ -4,6 +4,7 @@ import { BackendError, RopeswitchError } from '../errors.js';
 import { validateForwardRequest } from '../backend/validate-request.js';
 import { validateForwardResult } from '../backend/validate-result.js';
 import { createRopeSchedule } from '../rope/create-schedule.js';
+import type { RopeRegime } from '../rope/regime.js';
 import type { RopeSchedule } from '../rope/schedule.js';
 import type { CachePolicy, PolicyRequest, PolicyResult } from './cache-policy.js';
 import { composePolicies } from './compose-policies.js';
@@ -83,7 +84,12 @@ export function wrapBackend(backend: Backend, ...policies: CachePolicy[]): Polic
   };
   if (backend.rerotateKeys) {
     const rotate = backend.rerotateKeys.bind(backend);
-    return { ...wrapped, rerotateKeys: (cache, to) => rotate(cache, to) };
+    const prepare = backend.prepareRerotation?.bind(backend);
+    return {
+      ...wrapped,
+      rerotateKeys: (cache, to) => rotate(cache, to),
+      ...(prepare ? { prepareRerotation: (from: RopeRegime, to: RopeRegime, positions: number) => prepare(from, to, positions) } : {}),
+    };
   }
   return wrapped;
 }

@@ -8,3 +8,5 @@ export { StaticRopeSchedule } from './static-schedule.js';
 export { baseFrequencies } from './base-frequencies.js';
 export { type RotaryTables, rotaryTables, rerotationTables, rotaryAngle } from './rotary-tables.js';
 export { applyRotary } from './apply-rotary.js';
+export { type HeadBlock, rotateBlocks } from './rotate-blocks.js';
+export { RerotationTableCache } from './rerotation-table-cache.js';

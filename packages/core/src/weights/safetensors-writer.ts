@@ -18,7 +18,8 @@ export interface TensorToWrite {
 
 /** Serialises tensors (and optional string metadata) to safetensors bytes in memory. */
 export function encodeSafetensors(tensors: readonly TensorToWrite[], metadata?: Record<string, string>): Uint8Array {
-  const header: Record<string, unknown> = {};
+  // No prototype: a tensor named `__proto__` must become a key, not replace the object's prototype.
+  const header: Record<string, unknown> = Object.create(null) as Record<string, unknown>;
   if (metadata) header['__metadata__'] = metadata;
   const payloads: Uint8Array[] = [];
   let offset = 0;

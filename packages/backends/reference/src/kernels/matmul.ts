@@ -4,7 +4,9 @@
  *
  * Register-blocked 4 rows × 4 outputs: each weight row is read once per 4 input rows and each input
  * row once per 4 weight rows, so a batch of rows (a prompt, or several sequences of one forward
- * call) shares one pass over the weights. Accumulates in float64 (JS numbers).
+ * call) shares one pass over the weights; two leftover rows go together (2 × 8), one alone (1 × 8).
+ * Every output is summed in k order in float64 (JS numbers) whichever path computes it, so the
+ * result does not depend on how rows are batched.
  */
 export function matmul(
   x: Float32Array,
@@ -54,7 +56,57 @@ export function matmul(
       for (let tt = t; tt < t + 4; tt++) y[tt * outDim + o] = dot(x, tt * inDim, w, o * inDim, inDim) + (bias ? bias[o]! : 0);
     }
   }
+  // Two or three rows left (a decode row beside a shadow row, say): two share each weight row read.
+  for (; t + 2 <= rows; t += 2) matvec2(x, t * inDim, inDim, w, outDim, y, t * outDim, bias);
   for (; t < rows; t++) matvec(x, t * inDim, inDim, w, outDim, y, t * outDim, bias);
+}
+
+/** Two input rows (at xOff and xOff + inDim) against eight weight rows at a time: each weight read serves both. */
+function matvec2(
+  x: Float32Array,
+  xOff: number,
+  inDim: number,
+  w: Float32Array,
+  outDim: number,
+  y: Float32Array,
+  yOff: number,
+  bias?: Float32Array,
+): void {
+  const x1 = xOff + inDim;
+  let o = 0;
+  for (; o + 8 <= outDim; o += 8) {
+    const w0 = o * inDim, w1 = w0 + inDim, w2 = w1 + inDim, w3 = w2 + inDim;
+    const w4 = w3 + inDim, w5 = w4 + inDim, w6 = w5 + inDim, w7 = w6 + inDim;
+    let a0 = 0, a1 = 0, a2 = 0, a3 = 0, a4 = 0, a5 = 0, a6 = 0, a7 = 0;
+    let b0 = 0, b1 = 0, b2 = 0, b3 = 0, b4 = 0, b5 = 0, b6 = 0, b7 = 0;
+    for (let k = 0; k < inDim; k++) {
+      const c = x[xOff + k]!;
+      const d = x[x1 + k]!;
+      let v = w[w0 + k]!; a0 += c * v; b0 += d * v;
+      v = w[w1 + k]!; a1 += c * v; b1 += d * v;
+      v = w[w2 + k]!; a2 += c * v; b2 += d * v;
+      v = w[w3 + k]!; a3 += c * v; b3 += d * v;
+      v = w[w4 + k]!; a4 += c * v; b4 += d * v;
+      v = w[w5 + k]!; a5 += c * v; b5 += d * v;
+      v = w[w6 + k]!; a6 += c * v; b6 += d * v;
+      v = w[w7 + k]!; a7 += c * v; b7 += d * v;
+    }
+    if (bias) {
+      a0 += bias[o]!; a1 += bias[o + 1]!; a2 += bias[o + 2]!; a3 += bias[o + 3]!;
+      a4 += bias[o + 4]!; a5 += bias[o + 5]!; a6 += bias[o + 6]!; a7 += bias[o + 7]!;
+      b0 += bias[o]!; b1 += bias[o + 1]!; b2 += bias[o + 2]!; b3 += bias[o + 3]!;
+      b4 += bias[o + 4]!; b5 += bias[o + 5]!; b6 += bias[o + 6]!; b7 += bias[o + 7]!;
+    }
+    const r = yOff + o;
+    const s = r + outDim;
+    y[r] = a0; y[r + 1] = a1; y[r + 2] = a2; y[r + 3] = a3; y[r + 4] = a4; y[r + 5] = a5; y[r + 6] = a6; y[r + 7] = a7;
+    y[s] = b0; y[s + 1] = b1; y[s + 2] = b2; y[s + 3] = b3; y[s + 4] = b4; y[s + 5] = b5; y[s + 6] = b6; y[s + 7] = b7;
+  }
+  for (; o < outDim; o++) {
+    const b = bias ? bias[o]! : 0;
+    y[yOff + o] = dot(x, xOff, w, o * inDim, inDim) + b;
+    y[yOff + outDim + o] = dot(x, x1, w, o * inDim, inDim) + b;
+  }
 }
 
 /** One input row: eight weight rows at a time (decode is weight-bound: each weight is read once, each input value serves eight rows). */

@@ -1,5 +1,5 @@
 /**
- * The copy task of the trained fixture `test/fixtures/trained/copy-longrope/` (see its README):
+ * The copy task of the trained model `assets/copy-longrope/` (see its README):
  * example generation, greedy answering through a (policy-wrapped) backend, and the scoring of
  * `eval.json` (token accuracy over the copied span, exact matches, EOS, and the split by whether a
  * token was predicted by a forward longer than the LongRoPE threshold L). Reused by the bench.

@@ -1,0 +1,142 @@
+/**
+ * The shape of `report.json`, the one result every bench output is made from (`report.md`,
+ * `report.html`, stdout). Times are milliseconds; `null` marks a value that does not apply (a
+ * policy that never crosses has no crossing step).
+ */
+
+export type ScenarioName = 'near' | 'far';
+
+export interface BenchMachine {
+  readonly cpu: string;
+  readonly cores: number;
+  readonly node: string;
+  readonly platform: string;
+}
+
+export interface BenchModel {
+  /** `builtin`, `trained`, or the folder given to `--model`. */
+  readonly name: string;
+  readonly family: string;
+  readonly hiddenSize: number;
+  readonly numLayers: number;
+  readonly numHeads: number;
+  readonly numKvHeads: number;
+  readonly headDim: number;
+  readonly vocabSize: number;
+  readonly ropeType: string;
+}
+
+export interface BenchSettings {
+  readonly backends: readonly string[];
+  readonly policies: readonly string[];
+  readonly scenarios: readonly ScenarioName[];
+  /** Steps decoded past the crossing in each scenario. */
+  readonly newTokens: number;
+  /** Timed repetitions per (scenario, backend, policy); cost figures are their medians. */
+  readonly repeats: number;
+  readonly quick: boolean;
+}
+
+export interface BenchScenario {
+  readonly name: ScenarioName;
+  readonly promptTokens: number;
+  /** Decode steps after the prompt (the teacher-forced stream's length). */
+  readonly steps: number;
+  /** Index of the first step whose forward covers more than L tokens (step 0 = the prompt's forward). */
+  readonly crossingStep: number;
+  /** Steps the oracle was computed for (quality is measured on those after the crossing). */
+  readonly oracleSteps: readonly number[];
+}
+
+export interface RunQuality {
+  /** Largest |logit − oracle logit| over the compared steps after the crossing. */
+  readonly maxAbsLogitDiff: number;
+  /** Mean and max of KL(oracle ‖ policy) in nats over the same steps. */
+  readonly meanKl: number;
+  readonly maxKl: number;
+  /** Fraction of those steps whose argmax equals the oracle's. */
+  readonly top1Agreement: number;
+  /** How many steps were compared. */
+  readonly steps: number;
+}
+
+export interface RunCost {
+  /** The prompt's forward (time to first token). */
+  readonly ttftMs: number;
+  /** Over the decode steps after the first token. */
+  readonly medianStepMs: number;
+  readonly p99StepMs: number;
+  readonly maxStepMs: number;
+  readonly crossingStepMs: number | null;
+  /** crossingStepMs / the `stale` policy's medianStepMs (same scenario and backend). */
+  readonly crossingRatio: number | null;
+  /** maxStepMs / the same `stale` median. */
+  readonly maxStepRatio: number | null;
+  readonly totalMs: number;
+  /** Tokens the backend processed beyond plain decoding (prompt + one per step). */
+  readonly extraForwardTokens: number;
+  /** Largest total byteLength of the sequence's live caches at any step (shadow copies included). */
+  readonly peakCacheBytes: number;
+}
+
+/** min and max over the repeats. */
+export interface Spread {
+  readonly min: number;
+  readonly max: number;
+}
+
+export interface BenchRun {
+  readonly scenario: ScenarioName;
+  readonly backend: string;
+  readonly policy: string;
+  readonly quality: RunQuality;
+  readonly cost: RunCost;
+  readonly spread: { readonly ttftMs: Spread; readonly medianStepMs: Spread; readonly crossingStepMs: Spread | null; readonly totalMs: Spread };
+  /** Per step, for the charts: step time (ms, from the repeat with the median total) and KL to the oracle (`null` where there is no oracle). Index 0 is the prompt's forward. */
+  readonly series: { readonly stepMs: readonly number[]; readonly kl: readonly (number | null)[] };
+  /** Event types the policy reported, in order, with the length they happened at (`re-prefill@4097`). */
+  readonly events: readonly string[];
+}
+
+/** Copy-task accuracy of one policy on the trained model, at one copy length n. */
+export interface TaskRun {
+  readonly backend: string;
+  readonly policy: string;
+  /** Symbols copied. */
+  readonly n: number;
+  readonly promptTokens: number;
+  readonly sequences: number;
+  /** Token accuracy over the copied symbols. */
+  readonly tokenAccuracy: number;
+  /** The same over the tokens predicted by a forward longer than L (null when the copy never crosses). */
+  readonly postCrossingAccuracy: number | null;
+  /** Fraction of sequences copied exactly. */
+  readonly exactMatch: number;
+  /** What HF transformers 4.45 reached at this n on its own 200 sequences (eval.json), for the same kind of policy. */
+  readonly hf: { readonly tokenAccuracy: number; readonly postCrossingAccuracy: number | null } | null;
+}
+
+/** A performance target from the issue, checked on this run. */
+export interface TargetCheck {
+  readonly name: string;
+  readonly description: string;
+  readonly value: number | null;
+  readonly limit: number;
+  readonly met: boolean | null;
+  /** What the figure is set against, printed beside it (e.g. rePrefill's ratio). */
+  readonly comparedWith?: string;
+}
+
+export interface BenchReport {
+  readonly version: 1;
+  readonly createdAt: string;
+  readonly machine: BenchMachine;
+  readonly model: BenchModel;
+  /** L. */
+  readonly threshold: number;
+  readonly settings: BenchSettings;
+  readonly scenarios: readonly BenchScenario[];
+  readonly runs: readonly BenchRun[];
+  readonly task: readonly TaskRun[];
+  readonly targets: readonly TargetCheck[];
+}

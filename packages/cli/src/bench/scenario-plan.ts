@@ -1,0 +1,50 @@
+import { SeededRandom, type RopeSchedule } from '@ropeswitch/core';
+import type { BenchScenario, ScenarioName } from './bench-report.js';
+
+/** The scenarios, in the order they run and print. */
+export const SCENARIO_NAMES: readonly ScenarioName[] = ['near', 'far'];
+
+/** Tokens the near scenario's prompt stays below L (the crossing is its 7th decode step). */
+export const NEAR_MARGIN = 6;
+/** Steps before the crossing that also get an oracle, so the KL chart shows the approach. */
+export const ORACLE_STEPS_BEFORE = 8;
+/** Most oracle steps where every length has its own regime (dynamic NTK: one full forward each). */
+export const SPARSE_ORACLE_STEPS = 24;
+
+/** A scenario with its prompt: what every policy of it is fed. */
+export interface ScenarioPlan extends BenchScenario {
+  /** Seeded prompt ids. */
+  readonly prompt: readonly number[];
+}
+
+/**
+ * The prompt and steps of a scenario for a model with threshold L: **near**, a prompt of
+ * L − 6 tokens; **far**, a prompt of L/2 (room for a shadow copy to spread its work); both then
+ * decode until `newTokens` steps have run past the crossing (the total length ends at L + newTokens).
+ *
+ * Step 0 is the prompt's forward (S = prompt); step i ≥ 1 feeds stream token i − 1 (S = prompt + i),
+ * so the crossing (first S > L) is step L + 1 − prompt. Oracle steps: from 8 steps before the
+ * crossing to the end; a sparse, evenly spread subset of at most 24 when every length past the
+ * threshold has its own regime (each then needs its own full forward).
+ */
+export function planScenario(name: ScenarioName, schedule: RopeSchedule, threshold: number, newTokens: number, vocabSize: number, seed: number): ScenarioPlan {
+  const promptTokens = name === 'near' ? Math.max(1, threshold - NEAR_MARGIN) : Math.max(1, Math.floor(threshold / 2));
+  const crossingStep = threshold + 1 - promptTokens;
+  const steps = crossingStep + newTokens - 1;
+  let oracleSteps = range(Math.max(0, crossingStep - ORACLE_STEPS_BEFORE), steps);
+  if (schedule.changesEveryStep && oracleSteps.length > SPARSE_ORACLE_STEPS) oracleSteps = spread(oracleSteps, crossingStep, SPARSE_ORACLE_STEPS);
+  const random = new SeededRandom(seed ^ (name === 'near' ? 0x6e656172 : 0x66617221));
+  const prompt = Array.from({ length: promptTokens }, () => random.int(vocabSize));
+  return { name, promptTokens, steps, crossingStep, oracleSteps, prompt };
+}
+
+function range(from: number, to: number): number[] {
+  return Array.from({ length: to - from + 1 }, (_, i) => from + i);
+}
+
+/** `count` of `steps`, evenly spread, always with the crossing, its neighbour and the last step. */
+function spread(steps: readonly number[], crossing: number, count: number): number[] {
+  const picked = new Set<number>([crossing, crossing + 1, steps[steps.length - 1]!].filter((s) => steps.includes(s)));
+  for (let k = 0; picked.size < count && k < count; k++) picked.add(steps[Math.round((k * (steps.length - 1)) / (count - 1))]!);
+  return [...picked].sort((a, b) => a - b);
+}

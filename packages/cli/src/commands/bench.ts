@@ -1,0 +1,100 @@
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { createRopeSchedule, loadModelConfig, positionLimit } from '@ropeswitch/core';
+import { POLICY_NAMES } from '@ropeswitch/policies';
+import { intOption, parseOptions } from '../args.js';
+import { BACKEND_NAMES, type BackendName, resolveModelDir } from '../backends.js';
+import type { BenchReport, ScenarioName } from '../bench/bench-report.js';
+import { createProgress } from '../bench/progress.js';
+import { renderHtml } from '../bench/report-html.js';
+import { renderMarkdown } from '../bench/report-markdown.js';
+import { runBench } from '../bench/run-bench.js';
+import { NEAR_MARGIN, SCENARIO_NAMES } from '../bench/scenario-plan.js';
+import type { CommandIO } from '../io.js';
+import { UsageError } from '../usage-error.js';
+
+export const benchUsage =
+  'ropeswitch bench [--model DIR|builtin|trained] [--backends reference] [--policies all|a,b] [--scenarios near,far] [--new-tokens N] [--repeats R] [--quick] [--out DIR] [--task-sequences N] [--no-task]';
+
+/** Defaults of a full run and of `--quick` (which also picks the L = 256 built-in model). */
+const DEFAULTS = { newTokens: 16, repeats: 3, taskSequences: 50 };
+const QUICK = { repeats: 1, taskSequences: 10 };
+
+/**
+ * Benchmarks the cache policies across the RoPE threshold: quality against the no-cache oracle
+ * and cost per step (scenarios near and far), and copy accuracy on the trained model (task).
+ * Writes `report.json`, `report.md` and `report.html` into `--out` (default `bench-out/`) and
+ * prints the markdown; progress goes to stderr (a bar on a terminal).
+ */
+export async function benchCommand(argv: string[], io: CommandIO): Promise<void> {
+  const o = parseOptions('bench', argv, {
+    model: { type: 'string' },
+    backends: { type: 'string' },
+    policies: { type: 'string' },
+    scenarios: { type: 'string' },
+    'new-tokens': { type: 'string' },
+    repeats: { type: 'string' },
+    quick: { type: 'boolean' },
+    out: { type: 'string' },
+    'task-sequences': { type: 'string' },
+    'no-task': { type: 'boolean' },
+  });
+  const quick = o.quick === true;
+  const backends = listOption<BackendName>('backends', o.backends, BACKEND_NAMES, ['reference']);
+  const policies = typeof o.policies === 'string' && o.policies.trim() === 'all' ? POLICY_NAMES.slice() : listOption('policies', o.policies, POLICY_NAMES, POLICY_NAMES);
+  const scenarios = listOption<ScenarioName>('scenarios', o.scenarios, SCENARIO_NAMES, SCENARIO_NAMES);
+  const newTokens = intOption('new-tokens', o['new-tokens'], DEFAULTS.newTokens, 1, 4096);
+  const repeats = intOption('repeats', o.repeats, quick ? QUICK.repeats : DEFAULTS.repeats, 1, 100);
+  if (o['no-task'] && o['task-sequences'] !== undefined) throw new UsageError('bench: --task-sequences and --no-task exclude each other');
+  const taskSequences = o['no-task'] ? 0 : intOption('task-sequences', o['task-sequences'], quick ? QUICK.taskSequences : DEFAULTS.taskSequences, 1, 10_000);
+  if (o.out === '') throw new UsageError('bench: --out needs a folder');
+  const outDir = resolve(typeof o.out === 'string' ? o.out : 'bench-out');
+  const modelName = typeof o.model === 'string' && o.model !== '' ? o.model : 'builtin';
+
+  const modelDir = await resolveModelDir(modelName, { quick });
+  const config = await loadModelConfig(modelDir);
+  const threshold = createRopeSchedule(config.rope).threshold;
+  if (threshold === undefined) {
+    throw new UsageError(`bench: the model's RoPE (${config.rope.scaling.type}) never changes with the length, so no cache goes stale; give a LongRoPE or dynamic-NTK model`);
+  }
+  if (threshold <= NEAR_MARGIN + 1) throw new UsageError(`bench: the model's threshold L = ${threshold} is too small for the scenarios (at least ${NEAR_MARGIN + 2})`);
+  const limit = positionLimit(config);
+  if (threshold + newTokens > limit) {
+    throw new UsageError(`bench: --new-tokens ${newTokens} runs past the model's ${limit} positions (L = ${threshold}); use at most ${limit - threshold}`);
+  }
+
+  const report = await runBench({
+    modelName,
+    modelDir,
+    backends,
+    policies,
+    scenarios,
+    newTokens,
+    repeats,
+    quick,
+    taskSequences,
+    progress: createProgress(io.stderr, io.isTTY === true),
+  });
+  const markdown = renderMarkdown(report);
+  await writeReport(outDir, report, markdown);
+  io.stdout(markdown);
+  io.stderr(`bench: wrote ${join(outDir, 'report.json')}, report.md and report.html\n`);
+}
+
+async function writeReport(outDir: string, report: BenchReport, markdown: string): Promise<void> {
+  await mkdir(outDir, { recursive: true });
+  await writeFile(join(outDir, 'report.json'), `${JSON.stringify(report, null, 2)}\n`);
+  await writeFile(join(outDir, 'report.md'), markdown);
+  await writeFile(join(outDir, 'report.html'), renderHtml(report));
+}
+
+/** `a,b` from a fixed set, without repeats, in the order given; `fallback` when absent. */
+function listOption<T extends string>(name: string, value: string | boolean | undefined, allowed: readonly T[], fallback: readonly T[]): T[] {
+  if (value === undefined) return fallback.slice();
+  const parts = typeof value === 'string' ? value.split(',').map((s) => s.trim()) : [];
+  const bad = parts.find((p) => !(allowed as readonly string[]).includes(p));
+  if (parts.length === 0 || bad !== undefined) {
+    throw new UsageError(`--${name} must be a comma-separated list of ${allowed.join(', ')}${name === 'policies' ? ' (or all)' : ''}, got '${String(value)}'`);
+  }
+  return [...new Set(parts)] as T[];
+}
