@@ -4,6 +4,7 @@ import { demoCommand, demoUsage } from './commands/demo.js';
 import { generateCommand, generateUsage } from './commands/generate.js';
 import { logitsCommand, logitsUsage } from './commands/logits.js';
 import { makeTinyCommand, makeTinyUsage } from './commands/make-tiny.js';
+import { quoted } from './args.js';
 import type { CommandIO } from './io.js';
 import { UsageError } from './usage-error.js';
 
@@ -28,11 +29,11 @@ export async function main(argv: string[], io: CommandIO): Promise<number> {
     io.stdout(`${usage}\n`);
     return 0;
   }
-  const command = name === undefined ? undefined : COMMANDS[name];
+  const command = name !== undefined && Object.hasOwn(COMMANDS, name) ? COMMANDS[name] : undefined;
   try {
     const known = `commands: ${Object.keys(COMMANDS).join(', ')}; see ropeswitch --help`;
     if (name === undefined) throw new UsageError(`no command given (${known})`);
-    if (!command) throw new UsageError(`unknown command '${name}' (${known})`);
+    if (!command) throw new UsageError(`unknown command ${quoted(name)} (${known})`);
     await command(rest, io);
     return 0;
   } catch (error) {

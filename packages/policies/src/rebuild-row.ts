@@ -1,5 +1,5 @@
 import type { Backend, PolicyRow, RopeRegime } from '@ropeswitch/core';
-import { lengthAfter } from '@ropeswitch/core';
+import { lengthAfter, positionLimit } from '@ropeswitch/core';
 import { concatIds, type RowRewrite } from './row-rewrite.js';
 
 /**
@@ -10,6 +10,8 @@ import { concatIds, type RowRewrite } from './row-rewrite.js';
 export function rebuildRow(row: PolicyRow, regime: RopeRegime, backend: Backend, policy: string): RowRewrite {
   const fresh = backend.createCache();
   const tokens = concatIds(row.cache.tokens(), row.tokens);
+  // Room for the whole plan, as the session reserved it, so the rebuilt cache never regrows.
+  fresh.reserve(Math.max(tokens.length, Math.min(row.plannedLength ?? 0, positionLimit(backend.config))));
   return {
     row: { ...row, tokens, positions: concatIds(row.cache.positions(), row.positions), cache: fresh, regime },
     onSuccess: () => row.cache.replaceWith(fresh),

@@ -1,5 +1,5 @@
 import type { Backend, CachePolicy, KvCache, PolicyEvent, PolicyRow, RopeRegime, RopeSchedule } from '@ropeswitch/core';
-import { PolicyError, hasStaleKeys, lengthAfter } from '@ropeswitch/core';
+import { PolicyError, hasStaleKeys, lengthAfter, positionLimit } from '@ropeswitch/core';
 import { rebuildRow } from './rebuild-row.js';
 import { concatIds, forwardWithRewrites, type RowRewrite } from './row-rewrite.js';
 
@@ -103,7 +103,7 @@ export function shadowPrefill(options: ShadowPrefillOptions = {}): CachePolicy {
   const startShadow = (row: PolicyRow, regime: RopeRegime, backend: Backend, chunk: number, threshold: number): RowRewrite => {
     const shadow = { cache: backend.createCache(), regime };
     // Room for the whole plan (or the live cache's length and this row), so the swap never grows it.
-    shadow.cache.reserve(Math.max(row.plannedLength ?? 0, lengthAfter(row)));
+    shadow.cache.reserve(Math.max(lengthAfter(row), Math.min(row.plannedLength ?? 0, positionLimit(backend.config))));
     // Kept only if the forward that starts it succeeds: a retry then starts (and reports) it again.
     return {
       ...buildChunk(row, shadow, chunk, [{ type: 'shadow-start', policy: name, regime: regime.id, atLength: lengthAfter(row) }], threshold),

@@ -2,7 +2,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { createRopeSchedule, loadModelConfig, positionLimit } from '@ropeswitch/core';
 import { POLICY_NAMES } from '@ropeswitch/policies';
-import { intOption, parseOptions } from '../args.js';
+import { intOption, parseOptions, quoted } from '../args.js';
 import { BACKEND_NAMES, type BackendName, resolveModelDir } from '../backends.js';
 import type { BenchReport, ScenarioName } from '../bench/bench-report.js';
 import { createProgress } from '../bench/progress.js';
@@ -94,7 +94,7 @@ function listOption<T extends string>(name: string, value: string | boolean | un
   const parts = typeof value === 'string' ? value.split(',').map((s) => s.trim()) : [];
   const bad = parts.find((p) => !(allowed as readonly string[]).includes(p));
   if (parts.length === 0 || bad !== undefined) {
-    throw new UsageError(`--${name} must be a comma-separated list of ${allowed.join(', ')}${name === 'policies' ? ' (or all)' : ''}, got '${String(value)}'`);
+    throw new UsageError(`--${name} must be a comma-separated list of ${allowed.join(', ')}${name === 'policies' ? ' (or all)' : ''}, got ${quoted(value)}`);
   }
   return [...new Set(parts)] as T[];
 }

@@ -1,5 +1,6 @@
 import type { Backend } from '../backend/backend.js';
 import type { KvCache } from '../cache/kv-cache.js';
+import { positionLimit } from '../config/position-limit.js';
 import { SessionError } from '../errors.js';
 import type { PolicyRequest, PolicyResult, PolicyRow } from '../policy/cache-policy.js';
 import type { PolicyEvent } from '../policy/policy-events.js';
@@ -111,7 +112,8 @@ export class Session {
     }
     const want = options.logits ?? 1;
     checkLogitsCount(want, ids.length);
-    if (planned !== undefined) this.cacheRef.reserve(Math.max(0, planned - this.cacheRef.length));
+    // Never more than the model can hold: a plan past the position limit fails at that position anyway.
+    if (planned !== undefined) this.cacheRef.reserve(Math.max(0, Math.min(planned, positionLimit(this.backend.config)) - this.cacheRef.length));
     // One regime for every chunk, decided by the whole prompt's length.
     const regime = this.schedule.regimeFor(total);
     let logits: Float32Array = new Float32Array(0);
