@@ -4,7 +4,8 @@
  *
  * Register-blocked 4 rows × 4 outputs: each weight row is read once per 4 input rows and each input
  * row once per 4 weight rows, so a batch of rows (a prompt, or several sequences of one forward
- * call) shares one pass over the weights; two leftover rows go together (2 × 8), one alone (1 × 8).
+ * call) shares one pass over the weights; leftover rows go three (3 × 4) or two (2 × 8) together, one
+ * alone (1 × 8).
  * Every output is summed in k order in float64 (JS numbers) whichever path computes it, so the
  * result does not depend on how rows are batched.
  */
@@ -56,9 +57,53 @@ export function matmul(
       for (let tt = t; tt < t + 4; tt++) y[tt * outDim + o] = dot(x, tt * inDim, w, o * inDim, inDim) + (bias ? bias[o]! : 0);
     }
   }
-  // Two or three rows left (a decode row beside a shadow row, say): two share each weight row read.
-  for (; t + 2 <= rows; t += 2) matvec2(x, t * inDim, inDim, w, outDim, y, t * outDim, bias);
-  for (; t < rows; t++) matvec(x, t * inDim, inDim, w, outDim, y, t * outDim, bias);
+  // Rows left over (a decode row beside a shadow chunk, say) still share each weight row read.
+  if (rows - t === 3) matvec3(x, t * inDim, inDim, w, outDim, y, t * outDim, bias);
+  else if (rows - t === 2) matvec2(x, t * inDim, inDim, w, outDim, y, t * outDim, bias);
+  else if (rows - t === 1) matvec(x, t * inDim, inDim, w, outDim, y, t * outDim, bias);
+}
+
+/** Three input rows against four weight rows at a time (12 sums in registers): each weight read serves all three. */
+function matvec3(
+  x: Float32Array,
+  xOff: number,
+  inDim: number,
+  w: Float32Array,
+  outDim: number,
+  y: Float32Array,
+  yOff: number,
+  bias?: Float32Array,
+): void {
+  const x1 = xOff + inDim;
+  const x2 = x1 + inDim;
+  let o = 0;
+  for (; o + 4 <= outDim; o += 4) {
+    const w0 = o * inDim, w1 = w0 + inDim, w2 = w1 + inDim, w3 = w2 + inDim;
+    let a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+    let b0 = 0, b1 = 0, b2 = 0, b3 = 0;
+    let c0 = 0, c1 = 0, c2 = 0, c3 = 0;
+    for (let k = 0; k < inDim; k++) {
+      const p = x[xOff + k]!;
+      const q = x[x1 + k]!;
+      const r = x[x2 + k]!;
+      let v = w[w0 + k]!; a0 += p * v; b0 += q * v; c0 += r * v;
+      v = w[w1 + k]!; a1 += p * v; b1 += q * v; c1 += r * v;
+      v = w[w2 + k]!; a2 += p * v; b2 += q * v; c2 += r * v;
+      v = w[w3 + k]!; a3 += p * v; b3 += q * v; c3 += r * v;
+    }
+    const bb0 = bias ? bias[o]! : 0, bb1 = bias ? bias[o + 1]! : 0;
+    const bb2 = bias ? bias[o + 2]! : 0, bb3 = bias ? bias[o + 3]! : 0;
+    let at = yOff + o;
+    y[at] = a0 + bb0; y[at + 1] = a1 + bb1; y[at + 2] = a2 + bb2; y[at + 3] = a3 + bb3;
+    at += outDim;
+    y[at] = b0 + bb0; y[at + 1] = b1 + bb1; y[at + 2] = b2 + bb2; y[at + 3] = b3 + bb3;
+    at += outDim;
+    y[at] = c0 + bb0; y[at + 1] = c1 + bb1; y[at + 2] = c2 + bb2; y[at + 3] = c3 + bb3;
+  }
+  for (; o < outDim; o++) {
+    const b = bias ? bias[o]! : 0;
+    for (let t = 0; t < 3; t++) y[yOff + t * outDim + o] = dot(x, xOff + t * inDim, w, o * inDim, inDim) + b;
+  }
 }
 
 /** Two input rows (at xOff and xOff + inDim) against eight weight rows at a time: each weight read serves both. */
