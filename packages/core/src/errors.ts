@@ -51,3 +51,11 @@ export class SessionError extends RopeswitchError {}
 
 /** A cache policy that failed or was misused (e.g. `next` called twice). */
 export class PolicyError extends RopeswitchError {}
+
+/**
+ * Whether `error` is an abort: the signal's own reason, or any `AbortError`. Aborts are reported
+ * as they are, never wrapped in a library error.
+ */
+export function isAbortError(error: unknown, signal?: AbortSignal): boolean {
+  return (signal?.aborted === true && error === signal.reason) || (error instanceof Error && error.name === 'AbortError');
+}

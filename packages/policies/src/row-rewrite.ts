@@ -1,5 +1,5 @@
 import type { ForwardNext, PolicyEvent, PolicyRequest, PolicyResult, PolicyRow } from '@ropeswitch/core';
-import { PolicyError, withRowEvents } from '@ropeswitch/core';
+import { PolicyError, isAbortError, withRowEvents } from '@ropeswitch/core';
 
 /** What a policy does to one request row for one forward. */
 export interface RowRewrite {
@@ -37,7 +37,7 @@ export async function forwardWithRewrites(
   } catch (error) {
     for (const r of rewrites) r?.onFailure?.();
     const doing = rewrites.flatMap((r) => (r?.doing ? [r.doing] : []));
-    if (doing.length === 0 || isAbort(error, request.signal)) throw error;
+    if (doing.length === 0 || isAbortError(error, request.signal)) throw error;
     const why = error instanceof Error ? error.message : String(error);
     throw new PolicyError('forward-failed', `${doing.join('; ')} failed (${why}); every cache is as it was before this forward`, { cause: error });
   }
@@ -60,9 +60,4 @@ export function concatIds(a: ArrayLike<number>, b: ArrayLike<number>): Int32Arra
   out.set(a);
   out.set(b, a.length);
   return out;
-}
-
-/** An abort is reported as the signal's own reason, never wrapped. */
-function isAbort(error: unknown, signal: AbortSignal | undefined): boolean {
-  return (signal?.aborted === true && error === signal.reason) || (error instanceof Error && error.name === 'AbortError');
 }

@@ -1,6 +1,6 @@
 import type { Backend, ForwardResult } from '../backend/backend.js';
 import type { KvCache } from '../cache/kv-cache.js';
-import { BackendError, RopeswitchError } from '../errors.js';
+import { BackendError, RopeswitchError, isAbortError } from '../errors.js';
 import { validateForwardRequest } from '../backend/validate-request.js';
 import { validateForwardResult } from '../backend/validate-result.js';
 import { createRopeSchedule } from '../rope/create-schedule.js';
@@ -50,7 +50,7 @@ export function wrapBackend(backend: Backend, ...policies: CachePolicy[]): Polic
         if (!row.cache.disposed && row.cache.length > before[r]!) row.cache.crop(before[r]!);
       });
       // A backend's own failure becomes a typed error; aborts and typed errors pass as they are.
-      if (error instanceof RopeswitchError || (error instanceof Error && error.name === 'AbortError') || (request.signal?.aborted && error === request.signal.reason)) throw error;
+      if (error instanceof RopeswitchError || isAbortError(error, request.signal)) throw error;
       const why = error instanceof Error ? error.message : String(error);
       throw new BackendError('forward-failed', `backend ${backend.name} failed a forward of ${request.rows.length} rows: ${why}`, { cause: error });
     }
