@@ -12,6 +12,8 @@ export default defineConfig({
       '@ropeswitch/core': src('./packages/core/src/index.ts'),
       '@ropeswitch/policies': src('./packages/policies/src/index.ts'),
       '@ropeswitch/backend-reference': src('./packages/backends/reference/src/index.ts'),
+      '@ropeswitch/backend-onnxruntime': src('./packages/backends/onnxruntime/src/index.ts'),
+      '@ropeswitch/backend-webgpu': src('./packages/backends/webgpu/src/index.ts'),
     },
   },
   test: {
