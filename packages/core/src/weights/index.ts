@@ -11,5 +11,6 @@ export {
   type TensorDtype,
 } from './dtype.js';
 export { MAX_HEADER_BYTES, openSafetensors, parseSafetensorsHeader, type SafetensorsEntry } from './safetensors-reader.js';
+export { openSafetensorsBytes } from './safetensors-bytes.js';
 export { encodeSafetensors, writeSafetensors, type TensorToWrite } from './safetensors-writer.js';
 export { INDEX_FILE_NAME, SINGLE_FILE_NAME, loadWeights, type TensorInfo, type WeightStore } from './weight-store.js';
