@@ -8,10 +8,14 @@
 //           nothing was prepared);
 //   warm  — rerotation with the tables already prepared (`RerotationTableCache.prepare`, what the
 //           `rerotate` policy does in the steps before the crossing): one pass over the keys;
-//   tables — preparing the tables alone.
+//   tables — preparing the tables alone;
+//   wasm  — the warm rotation by the reference backend's WebAssembly SIMD kernel, on the same keys
+//           in a cache whose storage is the kernels' memory (what `ReferenceBackend.rerotateKeys`
+//           runs with its default kernels); the TypeScript columns are its `kernels: 'typescript'`.
 // A measurement, not a test:
 //   npx tsx scripts/measure-rerotation.ts [--length 4096] [--runs 9] [--only tiny|mid]
 import { tinyModelConfig, type TinyModelOptions } from '../packages/cli/src/tiny-model/make-tiny-model.js';
+import { WasmKernels } from '../packages/backends/reference/src/kernels/wasm/wasm-kernels.js';
 import { CpuKvCache, RerotationTableCache, SeededRandom, createRopeSchedule, parseModelConfig, rerotateCpuKeys } from '@ropeswitch/core';
 import { cpus } from 'node:os';
 import { parseArgs } from 'node:util';
@@ -34,8 +38,10 @@ const time = (f: () => void): number => {
 
 console.log(`machine: ${cpus()[0]?.model ?? 'unknown cpu'} × ${cpus().length}, node ${process.version}`);
 console.log(`key cache of ${L} tokens, medians of ${runs} runs\n`);
-console.log('| model | key cache MiB | copy ms | rotation warm ms | warm / copy | rotation cold ms | cold / copy | tables alone ms |');
-console.log('|---|---|---|---|---|---|---|---|');
+const wasm = new WasmKernels();
+await wasm.ready();
+console.log('| model | key cache MiB | copy ms | TS rotation warm ms | warm / copy | TS rotation cold ms | cold / copy | tables alone ms | WASM rotation warm ms | WASM / copy | TS / WASM |');
+console.log('|---|---|---|---|---|---|---|---|---|---|---|');
 for (const [name, options] of Object.entries(models)) {
   if (values.only && values.only !== name) continue;
   const config = parseModelConfig(tinyModelConfig({ ...options, originalMax: L }));
@@ -52,6 +58,11 @@ for (const [name, options] of Object.entries(models)) {
   }
   const ids = Int32Array.from({ length: L }, (_, i) => i % config.vocabSize);
   cache.commit(ids, Int32Array.from({ length: L }, (_, i) => i), short);
+
+  // The same keys in the WebAssembly kernels' memory.
+  const wasmCache = wasm.createCache({ numLayers, numKvHeads, headDim });
+  wasmCache.reserve(L);
+  wasmCache.commit(ids, Int32Array.from({ length: L }, (_, i) => i), short);
 
   const copies = Array.from({ length: numLayers }, (_, l) => new Float32Array(cache.keys(l).length));
   const copyKeys = (): void => {
@@ -70,8 +81,23 @@ for (const [name, options] of Object.entries(models)) {
   warmMemo.prepare(short, long, L, precision);
   warmMemo.prepare(long, short, L, precision);
 
+  const rotateWasm = (): number => {
+    const ms = time(() => rerotateCpuKeys(wasmCache, long, pairing, precision, warmMemo, wasm.rotateBlocks));
+    rerotateCpuKeys(wasmCache, short, pairing, precision, warmMemo, wasm.rotateBlocks);
+    return ms;
+  };
+
+  // The two kernels give the same bits: check it on this data (the same keys in both caches).
+  for (let l = 0; l < numLayers; l++) wasmCache.keys(l).set(cache.keys(l));
+  rerotateCpuKeys(cache, long, pairing, precision, warmMemo);
+  rerotateCpuKeys(wasmCache, long, pairing, precision, warmMemo, wasm.rotateBlocks);
+  const same = Array.from({ length: numLayers }, (_, l) => l).every((l) => cache.keys(l).every((v, i) => Object.is(v, wasmCache.keys(l)[i])));
+  rerotateCpuKeys(cache, short, pairing, precision, warmMemo);
+  rerotateCpuKeys(wasmCache, short, pairing, precision, warmMemo, wasm.rotateBlocks);
+
   const copy: number[] = [];
   const warm: number[] = [];
+  const simd: number[] = [];
   const cold: number[] = [];
   const tables: number[] = [];
   for (let r = 0; r < runs + 2; r++) {
@@ -80,7 +106,9 @@ for (const [name, options] of Object.entries(models)) {
     const w = rotate(() => warmMemo);
     const k = rotate(() => new RerotationTableCache());
     const t = time(() => new RerotationTableCache().prepare(short, long, L, precision));
+    const s = rotateWasm();
     if (r >= 2) {
+      simd.push(s);
       copy.push(c);
       warm.push(w);
       cold.push(k);
@@ -91,7 +119,9 @@ for (const [name, options] of Object.entries(models)) {
   const c = median(copy);
   const w = median(warm);
   const k = median(cold);
+  const s = median(simd);
   console.log(
-    `| ${name} (${numLayers} layers × ${numKvHeads} KV heads × head_dim ${headDim}) | ${mib.toFixed(0)} | ${c.toFixed(3)} | ${w.toFixed(3)} | ${(w / c).toFixed(2)} | ${k.toFixed(3)} | ${(k / c).toFixed(2)} | ${median(tables).toFixed(3)} |`,
+    `| ${name} (${numLayers} layers × ${numKvHeads} KV heads × head_dim ${headDim}) | ${mib.toFixed(0)} | ${c.toFixed(3)} | ${w.toFixed(3)} | ${(w / c).toFixed(2)} | ${k.toFixed(3)} | ${(k / c).toFixed(2)} | ${median(tables).toFixed(3)} | ${s.toFixed(3)} | ${(s / c).toFixed(2)} | ${(w / s).toFixed(1)}×${same ? '' : ' (keys differ!)'} |`,
   );
+  wasmCache.dispose();
 }

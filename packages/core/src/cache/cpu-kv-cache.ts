@@ -3,6 +3,35 @@ import type { RopeRegime } from '../rope/regime.js';
 import type { KvCache, KvCacheLayout, RegimeSpan } from './kv-cache.js';
 import { RegimeSpans } from './regime-spans.js';
 
+/** A run of `length` floats a {@link CpuKvStorage} handed out. */
+export interface CpuKvBlock {
+  /**
+   * The floats, as a view derived on each read: storage that can move or grow (WebAssembly memory,
+   * whose growth detaches earlier views) returns a fresh view of the same floats.
+   */
+  readonly view: Float32Array;
+  /** Gives the floats back; the block is not used afterwards. */
+  free(): void;
+}
+
+/**
+ * Where a {@link CpuKvCache} keeps its keys and values. The default is one `Float32Array` per
+ * block on the JS heap; a backend whose kernels compute in WebAssembly passes an allocator over its
+ * linear memory, so its caches need no copy in or out of it.
+ */
+export interface CpuKvStorage {
+  /** `length` zeroed floats. */
+  allocate(length: number): CpuKvBlock;
+}
+
+/** The default storage: a fresh `Float32Array` per block, freed by the garbage collector. */
+const heapKvStorage: CpuKvStorage = {
+  allocate: (length) => {
+    const view = new Float32Array(length);
+    return { view, free: () => undefined };
+  },
+};
+
 /**
  * A KV cache in `Float32Array`s.
  *
@@ -17,8 +46,8 @@ import { RegimeSpans } from './regime-spans.js';
  */
 export class CpuKvCache implements KvCache {
   readonly location = 'cpu' as const;
-  private keyData: Float32Array[];
-  private valueData: Float32Array[];
+  private keyData: CpuKvBlock[];
+  private valueData: CpuKvBlock[];
   private tokenIds: Int32Array;
   private positionIds: Int32Array;
   private spans = new RegimeSpans();
@@ -26,9 +55,14 @@ export class CpuKvCache implements KvCache {
   private cap: number;
   private freed = false;
 
+  /**
+   * @param storage Where the key and value storage lives (default: the JS heap). A cache's clones
+   * use the same storage.
+   */
   constructor(
     readonly layout: KvCacheLayout,
     initialCapacity = 16,
+    private storage: CpuKvStorage = heapKvStorage,
   ) {
     this.cap = Math.max(1, initialCapacity);
     this.keyData = this.allocLayers(this.cap);
@@ -49,21 +83,29 @@ export class CpuKvCache implements KvCache {
     return this.freed;
   }
 
+  /** Where this cache's keys and values live. */
+  get kvStorage(): CpuKvStorage {
+    return this.storage;
+  }
+
   get byteLength(): number {
     const { numLayers, numKvHeads, headDim } = this.layout;
     return this.freed ? 0 : 2 * numLayers * numKvHeads * this.cap * headDim * 4;
   }
 
-  /** The key storage of `layer` (`[kvHead][index][headDim]`, `capacity` indices per head). Valid until the next `reserve`. */
+  /**
+   * The key storage of `layer` (`[kvHead][index][headDim]`, `capacity` indices per head). Valid
+   * until the next `reserve`, and, for storage that can grow, until its next allocation.
+   */
   keys(layer: number): Float32Array {
     this.assertLive();
-    return this.keyData[layer]!;
+    return this.keyData[layer]!.view;
   }
 
   /** The value storage of `layer`, laid out like {@link keys}. */
   values(layer: number): Float32Array {
     this.assertLive();
-    return this.valueData[layer]!;
+    return this.valueData[layer]!.view;
   }
 
   /** Offset of cache index `index` of `kvHead` in a layer's key or value storage. */
@@ -79,8 +121,20 @@ export class CpuKvCache implements KvCache {
     if (need <= this.cap) return;
     let cap = this.cap;
     while (cap < need) cap *= 2;
-    this.keyData = this.keyData.map((old) => this.regrow(old, cap));
-    this.valueData = this.valueData.map((old) => this.regrow(old, cap));
+    // The old blocks are freed only once every new one is in place: a failed allocation (a storage
+    // at its limit) leaves the cache as it was.
+    const old = [...this.keyData, ...this.valueData];
+    const grown: CpuKvBlock[] = [];
+    try {
+      for (const b of old) grown.push(this.regrow(b, cap));
+    } catch (e) {
+      for (const b of grown) b.free();
+      throw e;
+    }
+    for (const b of old) b.free();
+    const layers = this.keyData.length;
+    this.keyData = grown.slice(0, layers);
+    this.valueData = grown.slice(layers);
     const tokens = new Int32Array(cap);
     tokens.set(this.tokenIds.subarray(0, this.size));
     const positions = new Int32Array(cap);
@@ -140,14 +194,14 @@ export class CpuKvCache implements KvCache {
 
   clone(): CpuKvCache {
     this.assertLive();
-    const c = new CpuKvCache(this.layout, Math.max(this.size, 1));
+    const c = new CpuKvCache(this.layout, Math.max(this.size, 1), this.storage);
     const { numKvHeads, headDim } = this.layout;
     for (let l = 0; l < this.layout.numLayers; l++) {
       for (let h = 0; h < numKvHeads; h++) {
         const from = this.offset(h, 0);
         const to = c.offset(h, 0);
-        c.keyData[l]!.set(this.keyData[l]!.subarray(from, from + this.size * headDim), to);
-        c.valueData[l]!.set(this.valueData[l]!.subarray(from, from + this.size * headDim), to);
+        c.keyData[l]!.view.set(this.keyData[l]!.view.subarray(from, from + this.size * headDim), to);
+        c.valueData[l]!.view.set(this.valueData[l]!.view.subarray(from, from + this.size * headDim), to);
       }
     }
     c.tokenIds.set(this.tokenIds.subarray(0, this.size));
@@ -169,8 +223,13 @@ export class CpuKvCache implements KvCache {
     if (a.numLayers !== b.numLayers || a.numKvHeads !== b.numKvHeads || a.headDim !== b.headDim) {
       throw new CacheError('cache-layout', `cannot replace a ${a.numLayers}×${a.numKvHeads}×${a.headDim} cache with a ${b.numLayers}×${b.numKvHeads}×${b.headDim} one`);
     }
+    this.freeBlocks();
+    this.storage = other.storage;
     this.keyData = other.keyData;
     this.valueData = other.valueData;
+    // The blocks now belong to this cache: disposing `other` must not free them.
+    other.keyData = [];
+    other.valueData = [];
     this.tokenIds = other.tokenIds;
     this.positionIds = other.positionIds;
     this.spans = other.spans;
@@ -190,23 +249,32 @@ export class CpuKvCache implements KvCache {
 
   dispose(): void {
     this.freed = true;
+    this.freeBlocks();
+  }
+
+  private freeBlocks(): void {
+    for (const b of this.keyData) b.free();
+    for (const b of this.valueData) b.free();
     this.keyData = [];
     this.valueData = [];
   }
 
-  private allocLayers(cap: number): Float32Array[] {
+  private allocLayers(cap: number): CpuKvBlock[] {
     const { numLayers, numKvHeads, headDim } = this.layout;
-    return Array.from({ length: numLayers }, () => new Float32Array(numKvHeads * cap * headDim));
+    return Array.from({ length: numLayers }, () => this.storage.allocate(numKvHeads * cap * headDim));
   }
 
-  private regrow(old: Float32Array, cap: number): Float32Array {
+  private regrow(old: CpuKvBlock, cap: number): CpuKvBlock {
     const { numKvHeads, headDim } = this.layout;
-    const next = new Float32Array(numKvHeads * cap * headDim);
+    const block = this.storage.allocate(numKvHeads * cap * headDim);
+    // Views after the allocation: growing the storage may have moved or detached older ones.
+    const next = block.view;
+    const from0 = old.view;
     for (let h = 0; h < numKvHeads; h++) {
       const from = h * this.cap * headDim;
-      next.set(old.subarray(from, from + this.size * headDim), h * cap * headDim);
+      next.set(from0.subarray(from, from + this.size * headDim), h * cap * headDim);
     }
-    return next;
+    return block;
   }
 
   private assertLive(): void {

@@ -1,3 +1,3 @@
 export type { KvCache, KvCacheLayout, CacheLocation, RegimeSpan } from './kv-cache.js';
-export { CpuKvCache } from './cpu-kv-cache.js';
+export { CpuKvCache, type CpuKvBlock, type CpuKvStorage } from './cpu-kv-cache.js';
 export { rerotateCpuKeys } from './rerotate-keys.js';

@@ -15,6 +15,9 @@ import type { CpuKvCache } from './cpu-kv-cache.js';
  * With `tables` (a memo the caller keeps, e.g. the backend's), the cos/sin of a move are computed
  * once over positions 0 … and reused, and can be prepared before the crossing: the rotation then
  * costs one pass over the keys. Results are the same bits with or without it.
+ *
+ * `rotate` is the rotation kernel (default {@link rotateBlocks}); a backend passes its own, with
+ * the same contract, to run the pass where its cache storage lives (e.g. WebAssembly SIMD).
  */
 export function rerotateCpuKeys(
   cache: CpuKvCache,
@@ -22,6 +25,7 @@ export function rerotateCpuKeys(
   pairing: RopePairing,
   precision: AnglePrecision = 'float32',
   tables?: RerotationTableCache,
+  rotate: typeof rotateBlocks = rotateBlocks,
 ): void {
   const positions = cache.positions();
   const { numLayers, numKvHeads, headDim } = cache.layout;
@@ -44,7 +48,7 @@ export function rerotateCpuKeys(
     for (let l = 0; l < numLayers; l++) {
       for (let h = 0; h < numKvHeads; h++) blocks.push({ data: cache.keys(l), offset: cache.offset(h, span.start) });
     }
-    rotateBlocks(blocks, span.end - span.start, headDim, pairing, table, rows);
+    rotate(blocks, span.end - span.start, headDim, pairing, table, rows);
   }
   cache.markRotated(to);
 }
