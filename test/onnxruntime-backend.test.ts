@@ -1,0 +1,271 @@
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import {
+  DecoderIo,
+  OnnxRuntimeBackend,
+  buildDecoderModel,
+  cachedExport,
+  exportKey,
+  readExportWeights,
+  readValueInfo,
+} from '@ropeswitch/backend-onnxruntime';
+import { ReferenceBackend } from '@ropeswitch/backend-reference';
+import {
+  BackendError,
+  type KvCache,
+  type ModelConfig,
+  type WeightStore,
+  createRopeSchedule,
+  loadCheckpoint,
+  parseModelConfig,
+} from '@ropeswitch/core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { readCpuLayerKeys } from './conformance/policy-runs.js';
+import { hfDir, maxAbsDiff } from './support/fixtures.js';
+
+const dirs: string[] = [];
+const tempDir = () => {
+  const d = mkdtempSync(join(tmpdir(), 'ropeswitch-ort-test-'));
+  dirs.push(d);
+  return d;
+};
+afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
+
+/** A fixture's config with some fields of config.json changed. */
+function variantConfig(name: string, patch: Record<string, unknown>): ModelConfig {
+  return parseModelConfig({ ...JSON.parse(readFileSync(`${hfDir}${name}/config.json`, 'utf8')), ...patch });
+}
+
+/** A store that also serves seeded bias vectors, so bias paths can be checked on bias-free fixtures. */
+function withBiases(store: WeightStore, config: ModelConfig): WeightStore {
+  const size = (name: string): number | undefined => {
+    const qDim = config.numHeads * config.headDim;
+    const kvDim = config.numKvHeads * config.headDim;
+    if (name.endsWith('q_proj.bias')) return qDim;
+    if (name.endsWith('k_proj.bias') || name.endsWith('v_proj.bias')) return kvDim;
+    if (name.endsWith('gate_proj.bias') || name.endsWith('up_proj.bias')) return config.intermediateSize;
+    if (name.endsWith('down_proj.bias')) return config.hiddenSize;
+    return undefined;
+  };
+  return {
+    names: store.names,
+    has: (name) => store.has(name) || size(name) !== undefined,
+    info: (name) => store.info(name),
+    get: (name, shape) => {
+      const n = size(name);
+      if (store.has(name) || n === undefined) return store.get(name, shape);
+      return Float32Array.from({ length: n }, (_, i) => Math.sin(i * 1.7 + name.length) * 0.3);
+    },
+    close: () => store.close(),
+  };
+}
+
+/** Runs the same chunked prefill + two decode steps on both backends; returns every logit difference's max. */
+async function compareWithReference(config: ModelConfig, store: WeightStore, options: { cacheDir: string; prefillChunk?: number }): Promise<number> {
+  const mine = await OnnxRuntimeBackend.open(config, store, options);
+  const ref = new ReferenceBackend(config, store);
+  const schedule = createRopeSchedule(config.rope);
+  const caches = [mine.createCache(), ref.createCache()] as const;
+  let worst = 0;
+  try {
+    const prompt = Array.from({ length: 45 }, (_, i) => (i * 37 + 3) % config.vocabSize);
+    const steps = [prompt, [5], [77 % config.vocabSize]];
+    let at = 0;
+    for (const tokens of steps) {
+      const positions = tokens.map((_, i) => at + i);
+      const regime = schedule.regimeFor(at + tokens.length);
+      const [a, b] = await Promise.all([mine, ref].map((be, k) => be.forward({ rows: [{ tokens, positions, cache: caches[k]!, regime, logits: Math.min(2, tokens.length) }] })));
+      worst = Math.max(worst, maxAbsDiff(a!.rows[0]!.data, b!.rows[0]!.data));
+      at += tokens.length;
+    }
+    for (let l = 0; l < config.numLayers; l++) worst = Math.max(worst, maxAbsDiff(readCpuLayerKeys(caches[0], l), readCpuLayerKeys(caches[1], l)));
+  } finally {
+    caches.forEach((c) => c.dispose());
+    await mine.dispose();
+    await ref.dispose();
+  }
+  return worst;
+}
+
+describe('onnxruntime backend: exporter', () => {
+  it('exports a graph whose cos/sin, cache and lengths are inputs and whose outputs are logits and the new rows only', async () => {
+    const { config, weights } = await loadCheckpoint(`${hfDir}seed1-gqa`);
+    const model = buildDecoderModel(config, readExportWeights(config, weights));
+    await weights.close();
+    const g = model.graph!;
+    const inputs = g.input!.map((v) => readValueInfo(v));
+    const half = config.rope.rotaryDim / 2;
+    expect(inputs.slice(0, 5).map((v) => [v.name, v.dims])).toEqual([
+      [DecoderIo.inputIds, ['sequence']],
+      [DecoderIo.ropeCos, ['sequence', half]],
+      [DecoderIo.ropeSin, ['sequence', half]],
+      [DecoderIo.pastLength, [1]],
+      [DecoderIo.logitsCount, [1]],
+    ]);
+    expect(inputs.slice(5).map((v) => [v.name, v.dims])).toEqual(
+      Array.from({ length: config.numLayers }, (_, l) => [
+        [DecoderIo.pastKey(l), [config.numKvHeads, 'capacity', config.headDim]],
+        [DecoderIo.pastValue(l), [config.numKvHeads, 'capacity', config.headDim]],
+      ]).flat(),
+    );
+    expect(g.output!.map((v) => readValueInfo(v)).map((v) => [v.name, v.dims])).toEqual([
+      [DecoderIo.logits, ['logits_count', config.vocabSize]],
+      ...Array.from({ length: config.numLayers }, (_, l) => [
+        [DecoderIo.newKey(l), [config.numKvHeads, 'sequence', config.headDim]],
+        [DecoderIo.newValue(l), [config.numKvHeads, 'sequence', config.headDim]],
+      ]).flat(),
+    ]);
+    // No frequencies in the graph: nothing of the model's schedule is frozen into it.
+    expect(g.node!.some((n) => ['Cos', 'Sin', 'If'].includes(n.opType ?? ''))).toBe(false);
+    expect(model.opsetImport!.map((o) => [o.domain, Number(o.version)])).toEqual([['', 23], ['com.microsoft', 1]]);
+  });
+
+  it('tied embeddings: the lm head is the embedding, transposed', async () => {
+    const { config, weights } = await loadCheckpoint(`${hfDir}seed4-llama-dynamic`);
+    expect(config.tieWordEmbeddings).toBe(true);
+    const w = readExportWeights(config, weights);
+    const embed = weights.get('model.embed_tokens.weight');
+    await weights.close();
+    const H = config.hiddenSize;
+    expect(w.lmHead[3 * config.vocabSize + 7]).toBe(embed[7 * H + 3]);
+  });
+
+  it('interleaved pairing, partial rotary, GQA and biases match the reference backend (chunked prefill, decode, cached keys)', async () => {
+    const cacheDir = tempDir();
+    const { weights } = await loadCheckpoint(`${hfDir}seed4-llama-dynamic`);
+    try {
+      // Chunks of 8 attend to the cache in place; chunks of 16 to a compact copy of its valid rows.
+      for (const [patch, prefillChunk] of [
+        [{ rope_interleaved: true }, 8],
+        [{ partial_rotary_factor: 0.5 }, 16],
+        [{ partial_rotary_factor: 0.5, rope_interleaved: true, attention_bias: true, mlp_bias: true }, 16],
+      ] as const) {
+        const config = variantConfig('seed4-llama-dynamic', patch);
+        const store = withBiases(weights, config);
+        expect(await compareWithReference(config, store, { cacheDir, prefillChunk }), JSON.stringify(patch)).toBeLessThanOrEqual(1e-4);
+      }
+    } finally {
+      await weights.close();
+    }
+  });
+});
+
+describe('onnxruntime backend: exported models cached on disk', () => {
+  it('exports once per (config, weights, exporter version), then reuses the folder', async () => {
+    const cacheDir = tempDir();
+    const { config, weights } = await loadCheckpoint(`${hfDir}seed2-mha`);
+    const other = await loadCheckpoint(`${hfDir}seed1-gqa`);
+    try {
+      const w = readExportWeights(config, weights);
+      // A crashed export's leftover must not be mistaken for a model.
+      mkdirSync(join(cacheDir, `ropeswitch-onnx-${exportKey(config, w)}.partial-1-dead`));
+      const first = cachedExport(config, w, cacheDir);
+      const second = cachedExport(config, w, cacheDir);
+      expect([first.created, second.created]).toEqual([true, false]);
+      expect(second.dir).toBe(first.dir);
+      const backend = await OnnxRuntimeBackend.open(config, weights, { cacheDir });
+      expect(backend.exported.created).toBe(false);
+      expect(backend.exported.dir).toBe(first.dir);
+      await backend.dispose();
+      // Different weights, different key; the same weights under another config, another key too.
+      const otherW = readExportWeights(other.config, other.weights);
+      expect(exportKey(other.config, otherW)).not.toBe(exportKey(config, w));
+      expect(exportKey(variantConfig('seed2-mha', { rms_norm_eps: 1e-6 }), w)).not.toBe(exportKey(config, w));
+      const finals = readdirSync(cacheDir).filter((f) => !f.includes('.partial-'));
+      expect(finals).toEqual([`ropeswitch-onnx-${exportKey(config, w)}`]);
+      expect(readdirSync(join(cacheDir, finals[0]!))).toEqual(['model.onnx']);
+    } finally {
+      await weights.close();
+      await other.weights.close();
+    }
+  });
+
+  it('an unwritable cache folder fails with a BackendError and leaves nothing behind', async () => {
+    const parent = tempDir();
+    const notADir = join(parent, 'file');
+    writeFileSync(notADir, 'x');
+    const { config, weights } = await loadCheckpoint(`${hfDir}seed1-gqa`);
+    try {
+      await expect(OnnxRuntimeBackend.open(config, weights, { cacheDir: notADir })).rejects.toMatchObject({ name: 'BackendError', code: 'export-failed' });
+      expect(readdirSync(parent)).toEqual(['file']);
+    } finally {
+      await weights.close();
+    }
+  });
+});
+
+describe('onnxruntime backend: options and errors', () => {
+  let config: ModelConfig;
+  let weights: WeightStore;
+  beforeAll(async () => {
+    ({ config, weights } = await loadCheckpoint(`${hfDir}seed1-gqa`));
+  });
+  afterAll(async () => {
+    await weights.close();
+  });
+
+  it('rejects bad options with typed errors before exporting anything', async () => {
+    const bad = [{ threads: 0 }, { threads: 1.5 }, { prefillChunk: 0 }, { anglePrecision: 'float16' }, { executionProvider: 'tpu' }];
+    for (const options of bad) {
+      await expect(OnnxRuntimeBackend.open(config, weights, options as never), JSON.stringify(options)).rejects.toMatchObject({ name: 'BackendError', code: 'bad-option' });
+    }
+  });
+
+  it('asking for CUDA where onnxruntime-node has no CUDA binaries says how to enable them', async () => {
+    const error = await OnnxRuntimeBackend.open(config, weights, { executionProvider: 'cuda' }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(BackendError);
+    expect(error).toMatchObject({ code: 'provider-unavailable' });
+    expect((error as Error).message).toMatch(/allowBuilds/);
+    expect((error as Error).message).toMatch(/--onnxruntime-node-install=cuda12/);
+  });
+
+  it('an aborted forward leaves every cache as it was, and the next forward is unaffected', async () => {
+    const backend = await OnnxRuntimeBackend.open(config, weights, { prefillChunk: 4 });
+    const regime = createRopeSchedule(config.rope).regimeFor(1);
+    const cache = backend.createCache();
+    const other = backend.createCache();
+    const prompt = [1, 2, 3, 4, 5, 6];
+    await backend.forward({ rows: [{ tokens: prompt, positions: prompt.map((_, i) => i), cache, regime }] });
+    const keysBefore = readCpuLayerKeys(cache, 1);
+    const tail = Array.from({ length: 10 }, (_, i) => i + 20);
+    const rows = [
+      { tokens: [9], positions: [6], cache, regime },
+      { tokens: tail, positions: tail.map((_, i) => i), cache: other, regime },
+    ];
+    // Aborts after the first row and the first chunk of the second have written their rows.
+    let checks = 0;
+    const signal = { throwIfAborted: () => { if (++checks > 2) throw new DOMException('stop', 'AbortError'); }, aborted: false } as unknown as AbortSignal;
+    await expect(backend.forward({ rows, signal })).rejects.toMatchObject({ name: 'AbortError' });
+    expect(checks).toBe(3);
+    expect([cache.length, other.length]).toEqual([6, 0]);
+    expect(Array.from(cache.tokens())).toEqual(prompt);
+    expect(readCpuLayerKeys(cache, 1)).toEqual(keysBefore);
+    // The same request without the abort equals a fresh run on the reference backend.
+    const ref = new ReferenceBackend(config, weights);
+    const refCache = ref.createCache();
+    await ref.forward({ rows: [{ tokens: prompt, positions: prompt.map((_, i) => i), cache: refCache, regime }] });
+    const [mine, theirs] = [await backend.forward({ rows: [rows[0]!] }), await ref.forward({ rows: [{ ...rows[0]!, cache: refCache }] })];
+    expect(maxAbsDiff(mine.rows[0]!.data, theirs.rows[0]!.data)).toBeLessThanOrEqual(1e-4);
+    [cache, other, refCache].forEach((c) => c.dispose());
+    await ref.dispose();
+    await backend.dispose();
+    await expect(backend.forward({ rows: [rows[0]!] })).rejects.toMatchObject({ code: 'disposed' });
+  });
+
+  it('float64 angles follow the option and match the reference backend’s float64 mode past the threshold', async () => {
+    const backend = await OnnxRuntimeBackend.open(config, weights, { anglePrecision: 'float64' });
+    const ref = new ReferenceBackend(config, weights, { anglePrecision: 'float64' });
+    const ref32 = new ReferenceBackend(config, weights);
+    expect(backend.capabilities).toMatchObject({ cacheLocation: 'cpu', maxRows: Infinity, rerotateKeys: true, anglePrecision: 'float64' });
+    const prompt = Array.from({ length: 40 }, (_, i) => (i * 7) % config.vocabSize);
+    const row = (cache: KvCache) => ({ tokens: prompt, positions: prompt.map((_, i) => i + 200), cache, regime: createRopeSchedule(config.rope).regimeFor(241) });
+    const caches = [backend.createCache(), ref.createCache(), ref32.createCache()];
+    const [a, b, c] = [await backend.forward({ rows: [row(caches[0]!)] }), await ref.forward({ rows: [row(caches[1]!)] }), await ref32.forward({ rows: [row(caches[2]!)] })];
+    expect(maxAbsDiff(a.rows[0]!.data, b.rows[0]!.data)).toBeLessThanOrEqual(1e-4);
+    // The option changes the result (else the comparison above would not test it).
+    expect(maxAbsDiff(b.rows[0]!.data, c.rows[0]!.data)).toBeGreaterThan(0);
+    caches.forEach((x) => x.dispose());
+    await Promise.all([ref.dispose(), ref32.dispose(), backend.dispose()]);
+  });
+});
