@@ -1,0 +1,154 @@
+/// <reference types="@webgpu/types" />
+import { type AnglePrecision, RerotationTableCache, type RopeRegime, rerotationTables } from '@ropeswitch/core';
+import { BufferUsage } from './gpu-flags.js';
+
+/** cos/sin of one move on the device, `[tableRow][i]`, and the table row of each key of a span. */
+export interface DeviceRerotationTables {
+  readonly cos: GPUBuffer;
+  readonly sin: GPUBuffer;
+  /** Table row per key of the span (u32). */
+  readonly rows: GPUBuffer;
+  /** Buffers to destroy once the rotation is submitted (fresh tables and the row map). */
+  readonly temporary: readonly GPUBuffer[];
+}
+
+interface Entry {
+  readonly from: RopeRegime;
+  readonly to: RopeRegime;
+  readonly precision: AnglePrecision;
+  cos: GPUBuffer;
+  sin: GPUBuffer;
+  /** Rows uploaded. */
+  rows: number;
+  /** Rows the buffers hold. */
+  capacity: number;
+}
+
+/**
+ * Rerotation cos/sin on the device, per (from, to, precision) move: rows of positions 0, 1, … are
+ * computed on the CPU by core's {@link RerotationTableCache} (so bit for bit the reference
+ * backend's values: `Math.fround(p·ω_to) − Math.fround(p·ω_from)` per pair) and uploaded once;
+ * later calls upload only new rows. `prepare` does that ahead of the crossing. At most
+ * `maxEntries` moves are kept, least recently used freed first.
+ */
+export class GpuRerotationTables {
+  private readonly cpu: RerotationTableCache;
+  private readonly entries = new Map<string, Entry>();
+
+  constructor(
+    private readonly device: GPUDevice,
+    private readonly maxEntries = 8,
+  ) {
+    this.cpu = new RerotationTableCache(maxEntries);
+  }
+
+  /** Uploads rows [0, count) of a move now (rows already there are kept). */
+  prepare(from: RopeRegime, to: RopeRegime, count: number, precision: AnglePrecision): void {
+    if (count > 0) this.entry(from, to, count, precision);
+  }
+
+  /** Rows uploaded for a move (0 if none). */
+  preparedCount(from: RopeRegime, to: RopeRegime, precision: AnglePrecision): number {
+    const e = this.entries.get(key(from, to, precision));
+    return e && sameRegime(e.from, from) && sameRegime(e.to, to) ? e.rows : 0;
+  }
+
+  /**
+   * Tables to rotate keys at `positions` from `from` to `to`. Dense position sets (the usual
+   * 0 … n−1) use the memoised rows indexed by position; a few far positions get fresh tables of
+   * just those positions (`memoise` false: schedules whose moves never come back, dynamic NTK).
+   */
+  forPositions(from: RopeRegime, to: RopeRegime, positions: Int32Array, precision: AnglePrecision, memoise: boolean): DeviceRerotationTables {
+    let max = -1;
+    for (let k = 0; k < positions.length; k++) if (positions[k]! > max) max = positions[k]!;
+    if (memoise && max < 2 * positions.length + 64) {
+      const e = this.entry(from, to, max + 1, precision);
+      const rows = this.upload(new Uint32Array(positions.buffer, positions.byteOffset, positions.length));
+      return { cos: e.cos, sin: e.sin, rows, temporary: [rows] };
+    }
+    const t = rerotationTables(from, to, positions, precision);
+    const cos = this.upload(t.cos);
+    const sin = this.upload(t.sin);
+    const rows = this.upload(Uint32Array.from({ length: positions.length }, (_, k) => k));
+    return { cos, sin, rows, temporary: [cos, sin, rows] };
+  }
+
+  /** Frees every table. */
+  clear(): void {
+    for (const e of this.entries.values()) {
+      e.cos.destroy();
+      e.sin.destroy();
+    }
+    this.entries.clear();
+    this.cpu.clear();
+  }
+
+  private entry(from: RopeRegime, to: RopeRegime, count: number, precision: AnglePrecision): Entry {
+    const k = key(from, to, precision);
+    let e = this.entries.get(k);
+    // Same id but other content (another model's regime of the same name): start over.
+    if (e && !(sameRegime(e.from, from) && sameRegime(e.to, to))) {
+      e.cos.destroy();
+      e.sin.destroy();
+      e = undefined;
+    }
+    this.entries.delete(k);
+    const half = to.invFreq.length;
+    const cpu = this.cpu.tables(from, to, count, precision);
+    if (!e || e.capacity < count) {
+      // Room doubles, so growing a row at a time re-uploads O(n) rows in all.
+      const capacity = Math.max(count, 2 * (e?.capacity ?? 0));
+      e?.cos.destroy();
+      e?.sin.destroy();
+      const size = Math.max(16, capacity * half * 4);
+      e = {
+        from,
+        to,
+        precision,
+        cos: this.device.createBuffer({ size, usage: BufferUsage.STORAGE | BufferUsage.COPY_DST }),
+        sin: this.device.createBuffer({ size, usage: BufferUsage.STORAGE | BufferUsage.COPY_DST }),
+        rows: 0,
+        capacity,
+      };
+    }
+    if (e.rows < count) {
+      const a = e.rows * half;
+      const b = count * half;
+      this.device.queue.writeBuffer(e.cos, a * 4, cpu.cos, a, b - a);
+      this.device.queue.writeBuffer(e.sin, a * 4, cpu.sin, a, b - a);
+      e.rows = count;
+    }
+    this.entries.set(k, e); // most recently used last
+    while (this.entries.size > this.maxEntries) {
+      const oldest = this.entries.keys().next().value!;
+      const gone = this.entries.get(oldest)!;
+      gone.cos.destroy();
+      gone.sin.destroy();
+      this.entries.delete(oldest);
+    }
+    return e;
+  }
+
+  private upload(data: Float32Array | Uint32Array): GPUBuffer {
+    const buffer = this.device.createBuffer({ size: Math.max(16, Math.ceil(data.byteLength / 16) * 16), usage: BufferUsage.STORAGE, mappedAtCreation: true });
+    const range = buffer.getMappedRange();
+    if (data instanceof Float32Array) new Float32Array(range).set(data);
+    else new Uint32Array(range).set(data);
+    buffer.unmap();
+    return buffer;
+  }
+}
+
+function key(from: RopeRegime, to: RopeRegime, precision: AnglePrecision): string {
+  return `${precision}\u0000${from.id}\u0000${to.id}`;
+}
+
+/** Same rotation: one object, or the same id with the same frequencies and factors (core's rule). */
+function sameRegime(a: RopeRegime, b: RopeRegime): boolean {
+  if (a === b) return true;
+  if (a.id !== b.id || a.attentionFactor !== b.attentionFactor || a.attentionFactor64 !== b.attentionFactor64) return false;
+  if (a.invFreq.length !== b.invFreq.length || a.invFreq64.length !== b.invFreq64.length) return false;
+  for (let i = 0; i < a.invFreq.length; i++) if (a.invFreq[i] !== b.invFreq[i]) return false;
+  for (let i = 0; i < a.invFreq64.length; i++) if (a.invFreq64[i] !== b.invFreq64[i]) return false;
+  return true;
+}

@@ -1,0 +1,187 @@
+import { requestNodeGpuDevice } from '@ropeswitch/backend-webgpu/node';
+import { rotateBlocks, rotaryTables, makeRegime } from '@ropeswitch/core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { attention } from '../packages/backends/reference/src/kernels/attention.js';
+import { matmul } from '../packages/backends/reference/src/kernels/matmul.js';
+import { rmsNorm } from '../packages/backends/reference/src/kernels/rms-norm.js';
+import { swiglu } from '../packages/backends/reference/src/kernels/swiglu.js';
+import { CommandRecorder } from '../packages/backends/webgpu/src/command-recorder.js';
+import { DeviceKernels } from '../packages/backends/webgpu/src/device-kernels.js';
+import { BufferUsage, MapMode, STORAGE_USAGE } from '../packages/backends/webgpu/src/gpu-flags.js';
+import type { KernelSetName } from '../packages/backends/webgpu/src/kernel-set.js';
+import { type Pipelines, createPipelines } from '../packages/backends/webgpu/src/pipelines.js';
+
+// Each WGSL kernel against the reference backend's TypeScript kernel, on the software adapter.
+// The device sums in float32 and the reference in float64: results agree to float32 rounding.
+
+let device: GPUDevice;
+let pipelines: Pipelines;
+let empty: GPUBuffer;
+
+beforeAll(async () => {
+  ({ device } = await requestNodeGpuDevice({ adapter: 'software' }));
+  pipelines = await createPipelines(device);
+  empty = device.createBuffer({ size: 16, usage: BufferUsage.STORAGE });
+});
+afterAll(() => device?.destroy());
+
+const kernels = (set: KernelSetName = 'register-blocked') => new DeviceKernels(device, pipelines, set, empty);
+
+function upload(data: Float32Array | Uint32Array): GPUBuffer {
+  const b = device.createBuffer({ size: Math.max(16, Math.ceil(data.byteLength / 16) * 16), usage: STORAGE_USAGE, mappedAtCreation: true });
+  if (data instanceof Float32Array) new Float32Array(b.getMappedRange()).set(data);
+  else new Uint32Array(b.getMappedRange()).set(data);
+  b.unmap();
+  return b;
+}
+
+async function run(record: (rec: CommandRecorder) => void, out: GPUBuffer, length: number): Promise<Float32Array> {
+  const rec = new CommandRecorder(device);
+  record(rec);
+  const staging = device.createBuffer({ size: length * 4, usage: BufferUsage.MAP_READ | BufferUsage.COPY_DST });
+  rec.copy(out, 0, staging, 0, length * 4);
+  const { commands, uniforms } = rec.finish();
+  device.queue.submit([commands]);
+  await staging.mapAsync(MapMode.READ);
+  const result = new Float32Array(staging.getMappedRange().slice(0));
+  staging.destroy();
+  uniforms?.destroy();
+  return result;
+}
+
+/** Largest |a − b| / (1 + |b|). */
+function relErr(a: Float32Array, b: Float32Array): number {
+  expect(a.length).toBe(b.length);
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!) / (1 + Math.abs(b[i]!)));
+  return m;
+}
+
+const wave = (n: number, f: number, phase = 0) => Float32Array.from({ length: n }, (_, i) => Math.sin(i * f + phase));
+
+describe('WGSL matmul', () => {
+  // Rows: decode (1), a shadow chunk beside a decode row (3), leftovers past 4-row and 32-row
+  // blocks; output sizes off the 4-wide blocks; inDim 7 sends the register-blocked set to the tiled
+  // fallback (not a multiple of 4).
+  const shapes = [[16, 24], [7, 13], [64, 40], [36, 5], [100, 33]] as const;
+  for (const set of ['register-blocked', 'tiled'] as const) {
+    for (const rows of [1, 3, 5, 33]) {
+      it(`${set}: ${rows} rows equal the reference matmul, with and without bias`, async () => {
+        for (const [inDim, outDim] of shapes) {
+          for (const withBias of [false, true]) {
+            const x = wave(rows * inDim, 1.7, rows);
+            const w = wave(inDim * outDim, 0.3, inDim);
+            const bias = withBias ? Float32Array.from({ length: outDim }, (_, i) => i / 7 - 1) : undefined;
+            const want = new Float32Array(rows * outDim);
+            matmul(x, rows, inDim, w, outDim, want, bias);
+            const y = device.createBuffer({ size: Math.ceil(rows * outDim / 4) * 16, usage: STORAGE_USAGE });
+            const matrix = { buffer: upload(w), inDim, outDim };
+            const got = await run((rec) => kernels(set).matmul(rec, upload(x), rows, matrix, y, bias && upload(bias)), y, rows * outDim);
+            expect(relErr(got, want), `${inDim} → ${outDim}${withBias ? ' + bias' : ''}`).toBeLessThan(2e-6);
+          }
+        }
+      });
+    }
+  }
+});
+
+describe('WGSL RMSNorm, SwiGLU, residual add', () => {
+  it('RMSNorm equals the reference per row (dims below, at and above the 64-wide workgroup)', async () => {
+    for (const dim of [5, 64, 200]) {
+      const rows = 3;
+      const x = wave(rows * dim, 0.9, dim);
+      const weight = wave(dim, 0.2, 1);
+      const want = new Float32Array(rows * dim);
+      rmsNorm(x, rows, dim, weight, 1e-5, want);
+      const out = device.createBuffer({ size: Math.ceil(rows * dim / 4) * 16, usage: STORAGE_USAGE });
+      const got = await run((rec) => kernels().rmsNorm(rec, upload(x), upload(weight), out, rows, dim, 1e-5), out, rows * dim);
+      expect(relErr(got, want), `dim ${dim}`).toBeLessThan(1e-6);
+    }
+  });
+
+  it('SwiGLU equals the reference, large |gate| included', async () => {
+    const rows = 2;
+    const size = 70;
+    const gateUp = Float32Array.from({ length: rows * 2 * size }, (_, i) => Math.sin(i * 0.7) * (i % 9 === 0 ? 120 : 4));
+    const want = new Float32Array(rows * size);
+    swiglu(gateUp, rows, size, want);
+    const act = device.createBuffer({ size: rows * size * 4, usage: STORAGE_USAGE });
+    const got = await run((rec) => kernels().swiglu(rec, upload(gateUp), act, rows, size), act, rows * size);
+    expect(relErr(got, want)).toBeLessThan(1e-6);
+  });
+
+  it('the residual add adds in place', async () => {
+    const x = wave(130, 0.5);
+    const y = wave(130, 0.8, 2);
+    const xb = upload(x);
+    const got = await run((rec) => kernels().add(rec, xb, upload(y), 130), xb, 130);
+    expect(Array.from(got)).toEqual(Array.from(x, (v, i) => Math.fround(v + y[i]!)));
+  });
+});
+
+describe('WGSL rotary', () => {
+  // Full and partial rotary (half 8 of head dim 16, and 3 of 10), both pairings.
+  // register-blocked turns a whole vector per invocation, tiled one pair.
+  for (const set of ['register-blocked', 'tiled'] as const) {
+    for (const pairing of ['rotate-half', 'interleaved'] as const) {
+      for (const [headDim, half] of [[16, 8], [10, 3]] as const) {
+        it(`${set}, ${pairing}, head dim ${headDim}, ${half} pairs: q and k heads of each token turn like rotateBlocks`, async () => {
+          const tokens = 5;
+          const numHeads = 3;
+          const numKv = 1;
+          const qkvDim = (numHeads + 2 * numKv) * headDim;
+          const inv = Float32Array.from({ length: half }, (_, i) => Math.fround(10000 ** (-i / half)));
+          const regime = makeRegime('test', 'static', inv, Float64Array.from(inv), 1.19);
+          const positions = [0, 7, 300, 4095, 4096];
+          const tables = rotaryTables(regime, positions);
+          const qkv = wave(tokens * qkvDim, 0.37);
+          const want = qkv.slice();
+          const heads = Array.from({ length: numHeads + numKv }, (_, h) => ({ data: want, offset: h * headDim }));
+          rotateBlocks(heads, tokens, qkvDim, pairing, tables, Int32Array.from({ length: tokens }, (_, t) => t));
+          const buf = upload(qkv);
+          const got = await run((rec) => kernels(set).rotaryHeads(rec, buf, upload(tables.cos), upload(tables.sin), tokens, numHeads + numKv, headDim, half, qkvDim, pairing === 'interleaved'), buf, tokens * qkvDim);
+          expect(relErr(got, want)).toBeLessThan(1e-6);
+          // v heads are left alone (the dims past the rotary ones are compared above).
+          for (let t = 0; t < tokens; t++) {
+            for (let d = (numHeads + numKv) * headDim; d < qkvDim; d++) expect(got[t * qkvDim + d]).toBe(qkv[t * qkvDim + d]);
+          }
+        });
+      }
+    }
+  }
+});
+
+describe('WGSL attention', () => {
+  // The reference kernel's cases: decode, shadow chunks, a prompt; GQA and MHA; key blocks of 64 crossed.
+  const cases = [
+    [1, 130, 16, 4, 2],
+    [2, 70, 64, 2, 2],
+    [3, 65, 10, 3, 1],
+    [5, 0, 6, 2, 2],
+    [9, 200, 12, 4, 4],
+    [1, 0, 8, 2, 1],
+    [4, 300, 256, 2, 1],
+  ] as const;
+  // register-blocked runs the per-query kernel where head_dim is a multiple of 4 (the workgroup one
+  // otherwise); tiled always runs the workgroup kernel.
+  for (const set of ['register-blocked', 'tiled'] as const) {
+    for (const [n, past, headDim, numHeads, numKvHeads] of cases) {
+      it(`${set}: equals the reference (${n} rows over ${past} cached, head_dim ${headDim}, ${numHeads}/${numKvHeads} heads)`, async () => {
+        const capacity = past + n + 5;
+        const keys = Float32Array.from({ length: numKvHeads * capacity * headDim }, (_, i) => Math.sin(i * 0.37));
+        const values = Float32Array.from({ length: numKvHeads * capacity * headDim }, (_, i) => Math.cos(i * 0.11));
+        const width = numHeads * headDim;
+        const q = Float32Array.from({ length: (n + 3) * width }, (_, i) => Math.sin(i * 0.73) * 2);
+        const want = new Float32Array((n + 3) * width);
+        attention(q, 2, n, past, keys, values, capacity, numHeads, numKvHeads, headDim, want, new Float64Array(4 * (past + n)));
+        const out = device.createBuffer({ size: (n + 3) * width * 4, usage: STORAGE_USAGE });
+        const got = await run(
+          (rec) => kernels(set).attention(rec, upload(q), upload(keys), upload(values), out, { n, start: 2, past, capacity, numHeads, numKvHeads, headDim, qStride: width }),
+          out,
+          (n + 3) * width,
+        );
+        expect(relErr(got.subarray(2 * width, (n + 2) * width), want.subarray(2 * width, (n + 2) * width))).toBeLessThan(2e-6);
+      });
+    }
+  }
+});
