@@ -13,6 +13,8 @@ export default defineConfig({
       '@ropeswitch/policies': src('./packages/policies/src/index.ts'),
       '@ropeswitch/backend-reference': src('./packages/backends/reference/src/index.ts'),
       '@ropeswitch/backend-onnxruntime': src('./packages/backends/onnxruntime/src/index.ts'),
+      // The more specific subpath first: an alias also matches as a path prefix.
+      '@ropeswitch/backend-webgpu/node': src('./packages/backends/webgpu/src/node.ts'),
       '@ropeswitch/backend-webgpu': src('./packages/backends/webgpu/src/index.ts'),
     },
   },

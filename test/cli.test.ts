@@ -389,7 +389,7 @@ describe('errors', () => {
     ['--last past the ids', ['logits', ...model, ...ids, '--last', '4'], '--last 4'],
     ['--max-new-tokens 0', ['generate', ...model, ...ids, '--max-new-tokens', '0'], '--max-new-tokens'],
     ['unknown --policy', ['generate', ...model, ...ids, '--max-new-tokens', '2', '--policy', 'bogus'], "--policy must be one of stale, warn-only, re-prefill, rerotate, pre-estimate, shadow-prefill, got 'bogus'"],
-    ['unknown --backend', ['logits', ...model, ...ids, '--backend', 'bogus'], "--backend must be one of reference, got 'bogus'"],
+    ['unknown --backend', ['logits', ...model, ...ids, '--backend', 'bogus'], "--backend must be one of reference, onnxruntime, webgpu, got 'bogus'"],
     ['--dtype f64', ['make-tiny', '--out', join(tmpdir(), 'ropeswitch-never-written'), '--dtype', 'f64'], "--dtype must be one of f32, f16, bf16, got 'f64'"],
   ])('%s: exit code 2, one line', async (_, argv, mention) => {
     expect(expectFailure(await run(argv), 2)).toContain(mention);

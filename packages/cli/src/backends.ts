@@ -4,12 +4,32 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ReferenceBackend } from '@ropeswitch/backend-reference';
-import { type Backend, type TextTokenizer, loadCheckpoint } from '@ropeswitch/core';
+import { type Backend, type ModelConfig, type TextTokenizer, type WeightStore, loadCheckpoint } from '@ropeswitch/core';
 import { type TinyModelOptions, makeTinyModel, tinyModelConfig } from './tiny-model/make-tiny-model.js';
 
-/** Backends the command line can open, by `--backend` name. */
-export const BACKEND_NAMES = ['reference'] as const;
+/**
+ * Backends the command line can open, by `--backend` name: `reference` (TypeScript + WebAssembly
+ * kernels), `onnxruntime` (onnxruntime-node, CPU provider), `webgpu` (Dawn: a real GPU when
+ * present, else Mesa's software rasterizer).
+ */
+export const BACKEND_NAMES = ['reference', 'onnxruntime', 'webgpu'] as const;
 export type BackendName = (typeof BACKEND_NAMES)[number];
+
+/**
+ * How each backend opens a model. The ONNX Runtime and WebGPU packages load native addons, so they
+ * are imported only when asked for. The weights may be closed once the returned promise settles.
+ */
+const BACKEND_OPENERS: Record<BackendName, (config: ModelConfig, weights: WeightStore) => Promise<Backend>> = {
+  reference: async (config, weights) => new ReferenceBackend(config, weights),
+  onnxruntime: async (config, weights) => {
+    const { OnnxRuntimeBackend } = await import('@ropeswitch/backend-onnxruntime');
+    return OnnxRuntimeBackend.open(config, weights);
+  },
+  webgpu: async (config, weights) => {
+    const { createNodeWebGpuBackend } = await import('@ropeswitch/backend-webgpu/node');
+    return createNodeWebGpuBackend(config, weights);
+  },
+};
 
 /**
  * Models `--model` knows by name: `builtin`, a make-tiny model at Phi-3's real threshold (L = 4096,
@@ -89,12 +109,8 @@ export interface OpenModel {
 export async function openModel(name: BackendName, modelDir: string): Promise<OpenModel> {
   const checkpoint = await loadCheckpoint(modelDir);
   try {
-    switch (name) {
-      case 'reference': {
-        const backend = new ReferenceBackend(checkpoint.config, checkpoint.weights);
-        return checkpoint.tokenizer ? { backend, tokenizer: checkpoint.tokenizer } : { backend };
-      }
-    }
+    const backend = await BACKEND_OPENERS[name](checkpoint.config, checkpoint.weights);
+    return checkpoint.tokenizer ? { backend, tokenizer: checkpoint.tokenizer } : { backend };
   } finally {
     await checkpoint.weights.close();
   }

@@ -1,7 +1,6 @@
 /// <reference types="@webgpu/types" />
-import { CacheError, type KvCache, type KvCacheLayout, type RegimeSpan, type RopeRegime } from '@ropeswitch/core';
+import { CacheError, type KvCache, type KvCacheLayout, type RegimeSpan, RegimeSpans, type RopeRegime } from '@ropeswitch/core';
 import { STORAGE_USAGE } from './gpu-flags.js';
-import { RegimeSpans } from './regime-spans.js';
 
 /** What a cache needs of the backend that made it: its device and the largest buffer it may bind. */
 export interface GpuCacheHost {

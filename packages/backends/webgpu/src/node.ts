@@ -8,6 +8,7 @@
 import { BackendError, type ModelConfig } from '@ropeswitch/core';
 import { create } from 'webgpu';
 import { raisedLimits } from './device-limits.js';
+import { vulkanLoaderPresent } from './vulkan-loader.js';
 import { adapterFacts, describeAdapter } from './kernel-set.js';
 import type { WeightSource } from './weight-source.js';
 import { WebGpuBackend, type WebGpuBackendOptions } from './webgpu-backend.js';
@@ -46,7 +47,8 @@ let softwareGpu: DawnGpu | undefined;
  */
 export async function requestNodeGpuDevice(options: NodeGpuDeviceOptions = {}): Promise<NodeGpuDevice> {
   const mode = options.adapter ?? 'auto';
-  if (mode !== 'software') {
+  // `auto` skips the GPU probe where Linux has no Vulkan loader (no GPU driver): Dawn would only print a warning.
+  if (mode === 'gpu' || (mode === 'auto' && vulkanLoaderPresent())) {
     nativeGpu ??= create([]);
     const adapter = await nativeGpu.requestAdapter({ powerPreference: 'high-performance' });
     if (adapter) {

@@ -14,7 +14,7 @@ import type { CommandIO } from '../io.js';
 import { UsageError } from '../usage-error.js';
 
 export const benchUsage =
-  'ropeswitch bench [--model DIR|builtin|trained] [--backends reference] [--policies all|a,b] [--scenarios near,far] [--new-tokens N] [--repeats R] [--quick] [--out DIR] [--task-sequences N] [--no-task]';
+  'ropeswitch bench [--model DIR|builtin|trained] [--backends reference,onnxruntime,webgpu] [--policies all|a,b] [--scenarios near,far] [--new-tokens N] [--repeats R] [--quick] [--out DIR] [--task-sequences N] [--no-task]';
 
 /** Defaults of a full run and of `--quick` (which also picks the L = 256 built-in model). */
 const DEFAULTS = { newTokens: 16, repeats: 3, taskSequences: 50 };

@@ -1,12 +1,12 @@
 import { SeededRandom, generate, greedyNoCache, wrapBackend } from '@ropeswitch/core';
 import { POLICY_NAMES, type PolicyName, policyByName } from '@ropeswitch/policies';
-import { intOption, parseOptions } from '../args.js';
+import { choice, intOption, parseOptions } from '../args.js';
 import type { Backend } from '@ropeswitch/core';
-import { TRAINED_MODEL_DIR, openBackend } from '../backends.js';
+import { BACKEND_NAMES, type BackendName, TRAINED_MODEL_DIR, openBackend } from '../backends.js';
 import type { CommandIO } from '../io.js';
 import { UsageError } from '../usage-error.js';
 
-export const demoUsage = 'ropeswitch demo [--n N] [--seed S] [--json]';
+export const demoUsage = 'ropeswitch demo [--n N] [--seed S] [--backend reference|onnxruntime|webgpu] [--json]';
 
 // Token ids of the built-in copy-task model (assets/copy-longrope/tokens.json).
 const BOS = 0;
@@ -50,12 +50,12 @@ const DESCRIPTIONS: Record<'oracle' | PolicyName, string> = {
  * prompt below the threshold and a copy that crosses it. Decoded greedily by the no-cache oracle
  * and through each cache policy.
  */
-export async function runDemo(n: number, seed: number): Promise<DemoResult> {
+export async function runDemo(n: number, seed: number, backendName: BackendName = 'reference'): Promise<DemoResult> {
   const rng = new SeededRandom(seed);
   const content = Array.from({ length: n }, () => FIRST_CONTENT + rng.int(CONTENT_IDS));
   const prompt = [BOS, ...content, SEP];
   const target = [...content, EOS];
-  const backend = await openBackend('reference', TRAINED_MODEL_DIR);
+  const backend = await openBackend(backendName, TRAINED_MODEL_DIR);
   try {
     const threshold = thresholdOf(backend);
     // Step i's forward covers prompt + i tokens: the copy crosses when prompt ≤ L < prompt + n.
@@ -85,10 +85,10 @@ function thresholdOf(backend: Backend): number {
 }
 
 export async function demoCommand(argv: string[], io: CommandIO): Promise<void> {
-  const o = parseOptions('demo', argv, { n: { type: 'string' }, seed: { type: 'string' }, json: { type: 'boolean' } });
+  const o = parseOptions('demo', argv, { n: { type: 'string' }, seed: { type: 'string' }, backend: { type: 'string' }, json: { type: 'boolean' } });
   const n = intOption('n', o.n, 50, 1, 250);
   const seed = intOption('seed', o.seed, 1, 0, 2 ** 32 - 1);
-  const result = await runDemo(n, seed);
+  const result = await runDemo(n, seed, choice('backend', o.backend, BACKEND_NAMES, 'reference'));
   if (o.json) {
     io.stdout(`${JSON.stringify(result)}\n`);
     return;

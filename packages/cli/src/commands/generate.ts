@@ -6,7 +6,7 @@ import type { CommandIO } from '../io.js';
 import { UsageError } from '../usage-error.js';
 
 export const generateUsage =
-  'ropeswitch generate --model DIR|builtin|trained (--ids 1,2,3 | --prompt TEXT) --max-new-tokens N [--policy NAME] [--backend reference] [--chunk-size N] [--temperature T --top-k K --top-p P --seed S] [--json]';
+  'ropeswitch generate --model DIR|builtin|trained (--ids 1,2,3 | --prompt TEXT) --max-new-tokens N [--policy NAME] [--backend reference|onnxruntime|webgpu] [--chunk-size N] [--temperature T --top-k K --top-p P --seed S] [--json]';
 
 /** Cache policies selectable with `--policy`, by name (default `stale`, what a custom loop on HF does). */
 export { POLICY_NAMES };

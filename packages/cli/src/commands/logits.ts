@@ -5,7 +5,7 @@ import type { CommandIO } from '../io.js';
 import { UsageError } from '../usage-error.js';
 import { rows } from '../logits-json.js';
 
-export const logitsUsage = 'ropeswitch logits --model DIR|builtin|trained --ids 1,2,3 [--last N] [--backend reference]';
+export const logitsUsage = 'ropeswitch logits --model DIR|builtin|trained --ids 1,2,3 [--last N] [--backend reference|onnxruntime|webgpu]';
 
 /** One forward without cache (regime chosen by the total length); prints `{"logits": [[...], ...]}`. */
 export async function logitsCommand(argv: string[], io: CommandIO): Promise<void> {

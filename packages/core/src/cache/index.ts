@@ -1,3 +1,4 @@
 export type { KvCache, KvCacheLayout, CacheLocation, RegimeSpan } from './kv-cache.js';
 export { CpuKvCache, type CpuKvBlock, type CpuKvStorage } from './cpu-kv-cache.js';
 export { rerotateCpuKeys } from './rerotate-keys.js';
+export { RegimeSpans } from './regime-spans.js';

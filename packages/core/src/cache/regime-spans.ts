@@ -1,7 +1,10 @@
 import type { RopeRegime } from '../rope/regime.js';
-import type { RegimeSpan } from './kv-cache.js';
+import type { KvCache, RegimeSpan } from './kv-cache.js';
 
-/** Run-length record of which regime rotated each cached key: one entry per change, not per token. */
+/**
+ * Run-length record of which regime rotated each cached key: one entry per change, not per token.
+ * Exported for backends that implement their own {@link KvCache} (e.g. on a GPU).
+ */
 export class RegimeSpans {
   private spans: RegimeSpan[] = [];
 
