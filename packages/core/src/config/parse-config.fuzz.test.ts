@@ -334,6 +334,8 @@ describe('regressions found by fuzzing: rejected with a ConfigError naming the f
     ['longrope original_max_position_embeddings 1 (attention factor divides by ln 1)', patched('phi3Longrope', { original_max_position_embeddings: 1 }), 'original_max_position_embeddings'],
     ['rope_theta 1e-300 (float32 base 0: infinite frequencies)', patched('llama3', { rope_theta: 1e-300 }), 'rope_theta'],
     ['rope_theta 1 with yarn (divides by ln 1: NaN frequencies)', patched('qwen2Yarn', { rope_theta: 1 }), 'rope_theta'],
+    ['yarn beta_fast 5e-324 (seed 1379538142: L/(β·2π) overflows, ramp (i − ∞)/(high − ∞) NaN)', patched('qwen2Yarn', {}, { beta_fast: 5e-324 }), 'rope_scaling.beta_fast'],
+    ['yarn beta_slow 1e308 (β·2π overflows, ln 0: HF raises; correction dim −∞)', patched('qwen2Yarn', {}, { beta_slow: 1e308 }), 'rope_scaling.beta_slow'],
     ['hidden_size 2^31 without head_dim (RoPE tables of 2^28 entries: out of memory)', patched('llama3', { hidden_size: 2 ** 31 }), 'hidden_size'],
     ['head_dim 2^40 (RangeError from a typed-array allocation)', patched('llamaDynamic', { head_dim: 2 ** 40 }), 'head_dim'],
   ];

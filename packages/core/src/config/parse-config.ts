@@ -4,6 +4,7 @@
  * newer `rope_parameters` layout).
  */
 import { ConfigError } from '../errors.js';
+import { yarnCorrectionDim } from '../rope/static-frequencies.js';
 import type { ModelConfig, ModelFamily, RopeConfig, RopePairing, RopeScaling } from './model-config.js';
 
 /** `model_type` → weight layout. */
@@ -295,7 +296,7 @@ function parseRope(
     partialRotaryFactor,
     rotaryDim,
     pairing,
-    scaling: Object.freeze(parseScaling(c, scaling, params !== undefined, rotaryDim, maxPositionEmbeddings, topOriginalMax)),
+    scaling: Object.freeze(parseScaling(c, scaling, params !== undefined, theta, rotaryDim, maxPositionEmbeddings, topOriginalMax)),
   });
 }
 
@@ -303,6 +304,7 @@ function parseScaling(
   top: Fields,
   s: Fields | undefined,
   isParameters: boolean,
+  theta: number,
   rotaryDim: number,
   maxPositionEmbeddings: number,
   topOriginalMax: number | undefined,
@@ -326,15 +328,34 @@ function parseScaling(
         // HF 4.45 uses max_position_embeddings; newer HF prefers an explicit original length.
         originalMaxPositionEmbeddings: s.optInt('original_max_position_embeddings') ?? topOriginalMax ?? maxPositionEmbeddings,
       };
-    case 'yarn':
+    case 'yarn': {
+      const factor = s.scalingFactor();
+      const originalMaxPositionEmbeddings = s.optInt('original_max_position_embeddings') ?? topOriginalMax ?? maxPositionEmbeddings;
+      // The ramp runs between the correction dims of beta_fast and beta_slow, ln(L / (β·2π)) scaled:
+      // a β so small that the quotient overflows (5e-324) or so large that it underflows to 0 makes
+      // that dim infinite, the ramp (i − ∞)/(high − ∞) NaN, and HF raise (math.floor(inf), math.log(0)).
+      const beta = (key: 'beta_fast' | 'beta_slow', fallback: number): number => {
+        const v = s.optNum(key) ?? fallback;
+        if (!Number.isFinite(yarnCorrectionDim(v, rotaryDim, theta, originalMaxPositionEmbeddings))) {
+          s.invalid(
+            s.field(key),
+            v,
+            `a positive number with original_max_position_embeddings / (${key} · 2π) finite and non-zero ` +
+              `(original_max_position_embeddings = ${originalMaxPositionEmbeddings})`,
+          );
+        }
+        return v;
+      };
+      const attentionFactor = s.optScale('attention_factor');
       return {
         type,
-        factor: s.scalingFactor(),
-        originalMaxPositionEmbeddings: s.optInt('original_max_position_embeddings') ?? topOriginalMax ?? maxPositionEmbeddings,
-        attentionFactor: s.optScale('attention_factor'),
-        betaFast: s.optNum('beta_fast') ?? 32,
-        betaSlow: s.optNum('beta_slow') ?? 1,
+        factor,
+        originalMaxPositionEmbeddings,
+        attentionFactor,
+        betaFast: beta('beta_fast', 32),
+        betaSlow: beta('beta_slow', 1),
       };
+    }
     case 'llama3': {
       const lowFreqFactor = s.num('low_freq_factor');
       const highFreqFactor = s.num('high_freq_factor');

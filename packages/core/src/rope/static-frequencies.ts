@@ -34,14 +34,23 @@ export function staticFrequencies(theta: number, rotaryDim: number, scaling: Sta
   }
 }
 
+/**
+ * HF's yarn `find_correction_dim`: the (fractional) pair index at which a frequency makes `rotations`
+ * turns over `originalMax` positions, `r · ln(L / (rotations · 2π)) / (2 ln b)`. Infinite or NaN when
+ * `L / (rotations · 2π)` overflows (tiny `beta_*`) or underflows to 0 (huge `beta_*`): HF raises there
+ * (`math.floor(inf)`, `math.log(0)`), and the parser rejects such configs.
+ */
+export function yarnCorrectionDim(rotations: number, rotaryDim: number, theta: number, originalMax: number): number {
+  return (rotaryDim * Math.log(originalMax / (rotations * 2 * Math.PI))) / (2 * Math.log(theta));
+}
+
 function yarnFrequencies(
   theta: number,
   rotaryDim: number,
   s: Extract<RopeScaling, { type: 'yarn' }>,
 ): StaticFrequencies {
   const half = rotaryDim / 2;
-  const correctionDim = (rotations: number) =>
-    (rotaryDim * Math.log(s.originalMaxPositionEmbeddings / (rotations * 2 * Math.PI))) / (2 * Math.log(theta));
+  const correctionDim = (rotations: number) => yarnCorrectionDim(rotations, rotaryDim, theta, s.originalMaxPositionEmbeddings);
   const low = Math.max(Math.floor(correctionDim(s.betaFast)), 0);
   let high = Math.min(Math.ceil(correctionDim(s.betaSlow)), rotaryDim - 1);
   if (low === high) high += 0.001; // HF avoids a zero-width ramp the same way
