@@ -12,10 +12,8 @@ export interface DeviceRerotationTables {
   readonly temporary: readonly GPUBuffer[];
 }
 
-interface Entry {
-  readonly from: RopeRegime;
-  readonly to: RopeRegime;
-  readonly precision: AnglePrecision;
+/** One move's rows uploaded to the device: core's rows [0, rows) of a room of `capacity` rows. */
+interface DeviceRows {
   cos: GPUBuffer;
   sin: GPUBuffer;
   /** Rows uploaded. */
@@ -28,18 +26,21 @@ interface Entry {
  * Rerotation cos/sin on the device, per (from, to, precision) move: rows of positions 0, 1, … are
  * computed on the CPU by core's {@link RerotationTableCache} (so bit for bit the reference
  * backend's values: `Math.fround(p·ω_to) − Math.fround(p·ω_from)` per pair) and uploaded once;
- * later calls upload only new rows. `prepare` does that ahead of the crossing. At most
+ * later calls upload only new rows. `prepare` does that ahead of the crossing. The device copy is
+ * the core cache's mirror of the move, so it is matched and evicted with the CPU rows: at most
  * `maxEntries` moves are kept, least recently used freed first.
  */
 export class GpuRerotationTables {
-  private readonly cpu: RerotationTableCache;
-  private readonly entries = new Map<string, Entry>();
+  private readonly cpu: RerotationTableCache<DeviceRows>;
 
   constructor(
     private readonly device: GPUDevice,
-    private readonly maxEntries = 8,
+    maxEntries = 8,
   ) {
-    this.cpu = new RerotationTableCache(maxEntries);
+    this.cpu = new RerotationTableCache<DeviceRows>(maxEntries, (d) => {
+      d.cos.destroy();
+      d.sin.destroy();
+    });
   }
 
   /** Uploads rows [0, count) of a move now (rows already there are kept). */
@@ -49,8 +50,7 @@ export class GpuRerotationTables {
 
   /** Rows uploaded for a move (0 if none). */
   preparedCount(from: RopeRegime, to: RopeRegime, precision: AnglePrecision): number {
-    const e = this.entries.get(key(from, to, precision));
-    return e && sameRegime(e.from, from) && sameRegime(e.to, to) ? e.rows : 0;
+    return this.cpu.mirror(from, to, precision)?.rows ?? 0;
   }
 
   /**
@@ -75,58 +75,33 @@ export class GpuRerotationTables {
 
   /** Frees every table. */
   clear(): void {
-    for (const e of this.entries.values()) {
-      e.cos.destroy();
-      e.sin.destroy();
-    }
-    this.entries.clear();
     this.cpu.clear();
   }
 
-  private entry(from: RopeRegime, to: RopeRegime, count: number, precision: AnglePrecision): Entry {
-    const k = key(from, to, precision);
-    let e = this.entries.get(k);
-    // Same id but other content (another model's regime of the same name): start over.
-    if (e && !(sameRegime(e.from, from) && sameRegime(e.to, to))) {
-      e.cos.destroy();
-      e.sin.destroy();
-      e = undefined;
-    }
-    this.entries.delete(k);
-    const half = to.invFreq.length;
+  private entry(from: RopeRegime, to: RopeRegime, count: number, precision: AnglePrecision): DeviceRows {
     const cpu = this.cpu.tables(from, to, count, precision);
-    if (!e || e.capacity < count) {
+    const half = cpu.half;
+    let d = this.cpu.mirror(from, to, precision);
+    if (!d || d.capacity < count) {
       // Room doubles, so growing a row at a time re-uploads O(n) rows in all.
-      const capacity = Math.max(count, 2 * (e?.capacity ?? 0));
-      e?.cos.destroy();
-      e?.sin.destroy();
+      const capacity = Math.max(count, 2 * (d?.capacity ?? 0));
       const size = Math.max(16, capacity * half * 4);
-      e = {
-        from,
-        to,
-        precision,
+      d = {
         cos: this.device.createBuffer({ size, usage: BufferUsage.STORAGE | BufferUsage.COPY_DST }),
         sin: this.device.createBuffer({ size, usage: BufferUsage.STORAGE | BufferUsage.COPY_DST }),
         rows: 0,
         capacity,
       };
+      this.cpu.setMirror(from, to, precision, d); // frees the smaller buffers
     }
-    if (e.rows < count) {
-      const a = e.rows * half;
+    if (d.rows < count) {
+      const a = d.rows * half;
       const b = count * half;
-      this.device.queue.writeBuffer(e.cos, a * 4, cpu.cos, a, b - a);
-      this.device.queue.writeBuffer(e.sin, a * 4, cpu.sin, a, b - a);
-      e.rows = count;
+      this.device.queue.writeBuffer(d.cos, a * 4, cpu.cos, a, b - a);
+      this.device.queue.writeBuffer(d.sin, a * 4, cpu.sin, a, b - a);
+      d.rows = count;
     }
-    this.entries.set(k, e); // most recently used last
-    while (this.entries.size > this.maxEntries) {
-      const oldest = this.entries.keys().next().value!;
-      const gone = this.entries.get(oldest)!;
-      gone.cos.destroy();
-      gone.sin.destroy();
-      this.entries.delete(oldest);
-    }
-    return e;
+    return d;
   }
 
   private upload(data: Float32Array | Uint32Array): GPUBuffer {
@@ -137,18 +112,4 @@ export class GpuRerotationTables {
     buffer.unmap();
     return buffer;
   }
-}
-
-function key(from: RopeRegime, to: RopeRegime, precision: AnglePrecision): string {
-  return `${precision}\u0000${from.id}\u0000${to.id}`;
-}
-
-/** Same rotation: one object, or the same id with the same frequencies and factors (core's rule). */
-function sameRegime(a: RopeRegime, b: RopeRegime): boolean {
-  if (a === b) return true;
-  if (a.id !== b.id || a.attentionFactor !== b.attentionFactor || a.attentionFactor64 !== b.attentionFactor64) return false;
-  if (a.invFreq.length !== b.invFreq.length || a.invFreq64.length !== b.invFreq64.length) return false;
-  for (let i = 0; i < a.invFreq.length; i++) if (a.invFreq[i] !== b.invFreq[i]) return false;
-  for (let i = 0; i < a.invFreq64.length; i++) if (a.invFreq64[i] !== b.invFreq64[i]) return false;
-  return true;
 }

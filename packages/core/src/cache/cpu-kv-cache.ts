@@ -1,7 +1,7 @@
 import { CacheError } from '../errors.js';
 import type { RopeRegime } from '../rope/regime.js';
+import { CacheRecord } from './cache-record.js';
 import type { KvCache, KvCacheLayout, RegimeSpan } from './kv-cache.js';
-import { RegimeSpans } from './regime-spans.js';
 
 /** A run of `length` floats a {@link CpuKvStorage} handed out. */
 export interface CpuKvBlock {
@@ -42,18 +42,14 @@ const heapKvStorage: CpuKvStorage = {
  *
  * Backends write a forward's new rows past `length` (after {@link reserve}) and then call
  * {@link commit}: until the commit the cache's visible contents are unchanged, so a forward that
- * fails half-way leaves it as it was.
+ * fails half-way leaves it as it was. Token ids, positions and regimes are kept by a
+ * {@link CacheRecord}, as in the GPU backend's cache.
  */
 export class CpuKvCache implements KvCache {
   readonly location = 'cpu' as const;
   private keyData: CpuKvBlock[];
   private valueData: CpuKvBlock[];
-  private tokenIds: Int32Array;
-  private positionIds: Int32Array;
-  private spans = new RegimeSpans();
-  private size = 0;
-  private cap: number;
-  private freed = false;
+  private record: CacheRecord;
 
   /**
    * @param storage Where the key and value storage lives (default: the JS heap). A cache's clones
@@ -64,23 +60,21 @@ export class CpuKvCache implements KvCache {
     initialCapacity = 16,
     private storage: CpuKvStorage = heapKvStorage,
   ) {
-    this.cap = Math.max(1, initialCapacity);
-    this.keyData = this.allocLayers(this.cap);
-    this.valueData = this.allocLayers(this.cap);
-    this.tokenIds = new Int32Array(this.cap);
-    this.positionIds = new Int32Array(this.cap);
+    this.record = new CacheRecord(layout, initialCapacity);
+    this.keyData = this.allocLayers(this.record.capacity);
+    this.valueData = this.allocLayers(this.record.capacity);
   }
 
   get length(): number {
-    return this.size;
+    return this.record.length;
   }
 
   get capacity(): number {
-    return this.cap;
+    return this.record.capacity;
   }
 
   get disposed(): boolean {
-    return this.freed;
+    return this.record.disposed;
   }
 
   /** Where this cache's keys and values live. */
@@ -90,7 +84,7 @@ export class CpuKvCache implements KvCache {
 
   get byteLength(): number {
     const { numLayers, numKvHeads, headDim } = this.layout;
-    return this.freed ? 0 : 2 * numLayers * numKvHeads * this.cap * headDim * 4;
+    return this.disposed ? 0 : 2 * numLayers * numKvHeads * this.capacity * headDim * 4;
   }
 
   /**
@@ -98,29 +92,25 @@ export class CpuKvCache implements KvCache {
    * until the next `reserve`, and, for storage that can grow, until its next allocation.
    */
   keys(layer: number): Float32Array {
-    this.assertLive();
+    this.record.assertLive();
     return this.keyData[layer]!.view;
   }
 
   /** The value storage of `layer`, laid out like {@link keys}. */
   values(layer: number): Float32Array {
-    this.assertLive();
+    this.record.assertLive();
     return this.valueData[layer]!.view;
   }
 
   /** Offset of cache index `index` of `kvHead` in a layer's key or value storage. */
   offset(kvHead: number, index: number): number {
-    return (kvHead * this.cap + index) * this.layout.headDim;
+    return (kvHead * this.capacity + index) * this.layout.headDim;
   }
 
   /** Makes room for `extra` more rows without changing what is visible. */
   reserve(extra: number): void {
-    this.assertLive();
-    if (!Number.isSafeInteger(extra) || extra < 0) throw new CacheError('bad-reserve', `cannot reserve ${extra} rows: a non-negative integer is needed`);
-    const need = this.size + extra;
-    if (need <= this.cap) return;
-    let cap = this.cap;
-    while (cap < need) cap *= 2;
+    const cap = this.record.grownCapacity(extra);
+    if (cap === undefined) return;
     // The old blocks are freed only once every new one is in place: a failed allocation (a storage
     // at its limit) leaves the cache as it was.
     const old = [...this.keyData, ...this.valueData];
@@ -135,94 +125,63 @@ export class CpuKvCache implements KvCache {
     const layers = this.keyData.length;
     this.keyData = grown.slice(0, layers);
     this.valueData = grown.slice(layers);
-    const tokens = new Int32Array(cap);
-    tokens.set(this.tokenIds.subarray(0, this.size));
-    const positions = new Int32Array(cap);
-    positions.set(this.positionIds.subarray(0, this.size));
-    this.tokenIds = tokens;
-    this.positionIds = positions;
-    this.cap = cap;
+    this.record.grow(cap);
   }
 
   /** Makes the `tokens.length` rows written past `length` visible, rotated under `regime`. */
   commit(tokens: ArrayLike<number>, positions: ArrayLike<number>, regime: RopeRegime): void {
-    this.assertLive();
-    const n = tokens.length;
-    if (positions.length !== n || this.size + n > this.cap) {
-      throw new CacheError('bad-commit', `commit of ${n} rows does not fit the reserved cache (length ${this.size}, capacity ${this.cap})`);
-    }
-    for (let i = 0; i < n; i++) {
-      this.tokenIds[this.size + i] = tokens[i]!;
-      this.positionIds[this.size + i] = positions[i]!;
-    }
-    this.spans.append(this.size, n, regime);
-    this.size += n;
+    this.record.commit(tokens, positions, regime);
   }
 
   /** Records that every cached key is now rotated under `regime` (after an in-place rerotation). */
   markRotated(regime: RopeRegime): void {
-    this.assertLive();
-    this.spans.reset(this.size, regime);
+    this.record.markRotated(regime);
   }
 
   tokens(): Int32Array {
-    this.assertLive();
-    return this.tokenIds.slice(0, this.size);
+    return this.record.tokens();
   }
 
   positions(): Int32Array {
-    this.assertLive();
-    return this.positionIds.slice(0, this.size);
+    return this.record.positions();
   }
 
   regimeAt(index: number): RopeRegime {
-    this.assertLive();
-    const r = Number.isInteger(index) && index >= 0 && index < this.size ? this.spans.at(index) : undefined;
-    if (!r) throw new CacheError('out-of-range', `cache index ${index} is outside [0, ${this.size})`);
-    return r;
+    return this.record.regimeAt(index);
   }
 
   regimeSpans(): readonly RegimeSpan[] {
-    this.assertLive();
-    return this.spans.all;
+    return this.record.regimeSpans();
   }
 
   uniformRegime(): RopeRegime | undefined {
-    const all = this.regimeSpans();
-    return all.length === 1 ? all[0]!.regime : undefined;
+    return this.record.uniformRegime();
   }
 
   clone(): CpuKvCache {
-    this.assertLive();
-    const c = new CpuKvCache(this.layout, Math.max(this.size, 1), this.storage);
+    const record = this.record.copy();
+    const c = new CpuKvCache(this.layout, record.capacity, this.storage);
     const { numKvHeads, headDim } = this.layout;
+    const rows = this.length * headDim;
     for (let l = 0; l < this.layout.numLayers; l++) {
       for (let h = 0; h < numKvHeads; h++) {
         const from = this.offset(h, 0);
         const to = c.offset(h, 0);
-        c.keyData[l]!.view.set(this.keyData[l]!.view.subarray(from, from + this.size * headDim), to);
-        c.valueData[l]!.view.set(this.valueData[l]!.view.subarray(from, from + this.size * headDim), to);
+        c.keyData[l]!.view.set(this.keyData[l]!.view.subarray(from, from + rows), to);
+        c.valueData[l]!.view.set(this.valueData[l]!.view.subarray(from, from + rows), to);
       }
     }
-    c.tokenIds.set(this.tokenIds.subarray(0, this.size));
-    c.positionIds.set(this.positionIds.subarray(0, this.size));
-    c.spans = this.spans.copy();
-    c.size = this.size;
+    c.record = record;
     return c;
   }
 
   replaceWith(other: KvCache): void {
-    this.assertLive();
+    this.record.assertLive();
     if (other === this) return;
     if (!(other instanceof CpuKvCache)) {
       throw new CacheError('foreign-cache', `cannot replace a CPU cache with a ${other.location} cache of another kind`);
     }
-    other.assertLive();
-    const a = this.layout;
-    const b = other.layout;
-    if (a.numLayers !== b.numLayers || a.numKvHeads !== b.numKvHeads || a.headDim !== b.headDim) {
-      throw new CacheError('cache-layout', `cannot replace a ${a.numLayers}×${a.numKvHeads}×${a.headDim} cache with a ${b.numLayers}×${b.numKvHeads}×${b.headDim} one`);
-    }
+    this.record.takeOver(other.record);
     this.freeBlocks();
     this.storage = other.storage;
     this.keyData = other.keyData;
@@ -230,25 +189,15 @@ export class CpuKvCache implements KvCache {
     // The blocks now belong to this cache: disposing `other` must not free them.
     other.keyData = [];
     other.valueData = [];
-    this.tokenIds = other.tokenIds;
-    this.positionIds = other.positionIds;
-    this.spans = other.spans;
-    this.size = other.size;
-    this.cap = other.cap;
     other.dispose();
   }
 
   crop(length: number): void {
-    this.assertLive();
-    if (!Number.isInteger(length) || length < 0 || length > this.size) {
-      throw new CacheError('bad-crop', `cannot crop a cache of ${this.size} tokens to ${length}`);
-    }
-    this.size = length;
-    this.spans.crop(length);
+    this.record.crop(length);
   }
 
   dispose(): void {
-    this.freed = true;
+    this.record.dispose();
     this.freeBlocks();
   }
 
@@ -271,13 +220,9 @@ export class CpuKvCache implements KvCache {
     const next = block.view;
     const from0 = old.view;
     for (let h = 0; h < numKvHeads; h++) {
-      const from = h * this.cap * headDim;
-      next.set(from0.subarray(from, from + this.size * headDim), h * cap * headDim);
+      const from = h * this.capacity * headDim;
+      next.set(from0.subarray(from, from + this.length * headDim), h * cap * headDim);
     }
     return block;
-  }
-
-  private assertLive(): void {
-    if (this.freed) throw new CacheError('disposed', 'this KV cache was disposed');
   }
 }

@@ -1,9 +1,10 @@
 import type { RopeRegime } from '../rope/regime.js';
+import type { CacheRecord } from './cache-record.js';
 import type { KvCache, RegimeSpan } from './kv-cache.js';
 
 /**
  * Run-length record of which regime rotated each cached key: one entry per change, not per token.
- * Exported for backends that implement their own {@link KvCache} (e.g. on a GPU).
+ * Kept by a {@link CacheRecord}, which a backend's own {@link KvCache} (e.g. on a GPU) composes.
  */
 export class RegimeSpans {
   private spans: RegimeSpan[] = [];

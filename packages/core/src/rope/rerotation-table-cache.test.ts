@@ -92,4 +92,33 @@ describe('RerotationTableCache', () => {
     memo.clear();
     expect(memo.preparedCount(base, s.regimeFor(20))).toBe(0);
   });
+
+  it('keeps a mirror with its move and releases it when the move is dropped, replaced, rematched or cleared', () => {
+    const s = new DynamicNtkSchedule(10000, 8, 'rotate-half', { type: 'dynamic', factor: 2, originalMaxPositionEmbeddings: 16 });
+    const released: string[] = [];
+    const memo = new RerotationTableCache<string>(2, (m) => released.push(m));
+    const base = s.regimeFor(1);
+    const [r20, r21, r22] = [s.regimeFor(20), s.regimeFor(21), s.regimeFor(22)];
+    expect(memo.mirror(base, r20)).toBeUndefined();
+    memo.tables(base, r20, 4);
+    memo.setMirror(base, r20, 'float32', 'm20');
+    memo.setMirror(base, r21, 'float32', 'm21'); // a move without rows yet is kept too
+    expect(memo.mirror(base, r20)).toBe('m20');
+    expect(memo.mirror(base, r20, 'float64')).toBeUndefined();
+    memo.setMirror(base, r20, 'float32', 'm20'); // the same copy again: nothing released
+    memo.setMirror(base, r20, 'float32', 'm20b'); // a replacement releases the old copy
+    expect(released).toEqual(['m20']);
+    memo.prepare(base, r22, 4); // evicts the least recently used move (21) with its mirror
+    expect(released).toEqual(['m20', 'm21']);
+    expect(memo.mirror(base, r21)).toBeUndefined();
+    // Another model's regime of the same id: the kept move and its mirror are dropped.
+    const other = makeRegime(r20.id, r20.kind, r20.invFreq.map((f) => f * 2), r20.invFreq64.map((f) => f * 2), r20.attentionFactor64);
+    expect(memo.mirror(base, other)).toBeUndefined();
+    memo.tables(base, other, 4);
+    expect(released).toEqual(['m20', 'm21', 'm20b']);
+    memo.setMirror(base, r22, 'float32', 'm22');
+    memo.clear();
+    expect(released).toEqual(['m20', 'm21', 'm20b', 'm22']);
+    expect(memo.mirror(base, r22)).toBeUndefined();
+  });
 });

@@ -2,13 +2,15 @@ import type { AnglePrecision, RopeRegime } from './regime.js';
 import { type RotaryTables, writeRerotationRow } from './rotary-tables.js';
 
 /** Tables of one (from, to, precision) move, row p for position p, rows [0, count) computed. */
-interface Entry {
+interface Entry<Mirror> {
   readonly from: RopeRegime;
   readonly to: RopeRegime;
   readonly precision: AnglePrecision;
   count: number;
   cos: Float32Array;
   sin: Float32Array;
+  /** A copy of the rows kept elsewhere (see {@link RerotationTableCache.setMirror}). */
+  mirror?: Mirror;
 }
 
 /**
@@ -21,11 +23,18 @@ interface Entry {
  * schedules' copies of one regime share tables and two models' same-named regimes never do. At
  * most `maxEntries` moves are kept, least recently used dropped first (dynamic NTK makes a new
  * regime at every step).
+ *
+ * A backend that uploads the rows (to GPU buffers) attaches its copy to the move as a `Mirror`
+ * ({@link setMirror}), so the copy is matched, kept and dropped with the rows: `releaseMirror`
+ * frees it when its move is dropped, replaced or cleared.
  */
-export class RerotationTableCache {
-  private readonly entries = new Map<string, Entry>();
+export class RerotationTableCache<Mirror = never> {
+  private readonly entries = new Map<string, Entry<Mirror>>();
 
-  constructor(readonly maxEntries = 8) {}
+  constructor(
+    readonly maxEntries = 8,
+    private readonly releaseMirror: (mirror: Mirror) => void = () => undefined,
+  ) {}
 
   /** Tables covering positions [0, count) (rows past `count` may be present). */
   tables(from: RopeRegime, to: RopeRegime, count: number, precision: AnglePrecision = 'float32'): RotaryTables {
@@ -46,26 +55,56 @@ export class RerotationTableCache {
 
   /** Rows computed so far for this move (0 if none). */
   preparedCount(from: RopeRegime, to: RopeRegime, precision: AnglePrecision = 'float32'): number {
-    const e = this.entries.get(key(from, to, precision));
-    return e && sameRegime(e.from, from) && sameRegime(e.to, to) ? e.count : 0;
+    return this.kept(from, to, precision)?.count ?? 0;
+  }
+
+  /** The copy attached to this move's rows, if the move is kept and has one. */
+  mirror(from: RopeRegime, to: RopeRegime, precision: AnglePrecision = 'float32'): Mirror | undefined {
+    return this.kept(from, to, precision)?.mirror;
+  }
+
+  /** Attaches `mirror` to this move's rows (kept from now on, as most recently used), releasing the copy it replaces. */
+  setMirror(from: RopeRegime, to: RopeRegime, precision: AnglePrecision, mirror: Mirror): void {
+    const e = this.entry(from, to, precision);
+    if (e.mirror !== undefined && e.mirror !== mirror) this.releaseMirror(e.mirror);
+    e.mirror = mirror;
   }
 
   clear(): void {
+    for (const e of this.entries.values()) this.drop(e);
     this.entries.clear();
   }
 
-  private entry(from: RopeRegime, to: RopeRegime, precision: AnglePrecision): Entry {
+  /** The entry of this move, if kept, without touching its recency. */
+  private kept(from: RopeRegime, to: RopeRegime, precision: AnglePrecision): Entry<Mirror> | undefined {
+    const e = this.entries.get(key(from, to, precision));
+    return e && sameRegime(e.from, from) && sameRegime(e.to, to) ? e : undefined;
+  }
+
+  private entry(from: RopeRegime, to: RopeRegime, precision: AnglePrecision): Entry<Mirror> {
     const k = key(from, to, precision);
     let e = this.entries.get(k);
-    if (e && !(sameRegime(e.from, from) && sameRegime(e.to, to))) e = undefined;
+    // Same id but other content (another model's regime of the same name): start over.
+    if (e && !(sameRegime(e.from, from) && sameRegime(e.to, to))) {
+      this.drop(e);
+      e = undefined;
+    }
     this.entries.delete(k);
     e ??= { from, to, precision, count: 0, cos: new Float32Array(0), sin: new Float32Array(0) };
     this.entries.set(k, e); // most recently used last
-    while (this.entries.size > this.maxEntries) this.entries.delete(this.entries.keys().next().value!);
+    while (this.entries.size > this.maxEntries) {
+      const oldest = this.entries.keys().next().value!;
+      this.drop(this.entries.get(oldest)!);
+      this.entries.delete(oldest);
+    }
     return e;
   }
 
-  private extend(e: Entry, count: number): void {
+  private drop(e: Entry<Mirror>): void {
+    if (e.mirror !== undefined) this.releaseMirror(e.mirror);
+  }
+
+  private extend(e: Entry<Mirror>, count: number): void {
     if (count <= e.count) return;
     const half = e.to.invFreq.length;
     if (count * half > e.cos.length) {

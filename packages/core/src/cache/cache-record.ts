@@ -1,0 +1,167 @@
+import { CacheError } from '../errors.js';
+import type { RopeRegime } from '../rope/regime.js';
+import type { KvCacheLayout, RegimeSpan } from './kv-cache.js';
+import { RegimeSpans } from './regime-spans.js';
+
+/**
+ * What a KV cache records beside its keys and values: the token id, position id and rotating
+ * regime of each cached index, its length and capacity (indices per head its storage holds), and
+ * whether it was disposed. {@link CpuKvCache} and a GPU backend's cache each compose one and keep
+ * only their storage, so both answer `tokens()`, `regimeAt()`, `crop()`, … by the same code.
+ *
+ * A cache grows its storage first and the record after ({@link grownCapacity}, then {@link grow}),
+ * so a failed allocation leaves both as they were.
+ */
+export class CacheRecord {
+  private tokenIds: Int32Array;
+  private positionIds: Int32Array;
+  private spans = new RegimeSpans();
+  private size = 0;
+  private cap: number;
+  private freed = false;
+
+  constructor(
+    readonly layout: KvCacheLayout,
+    capacity: number,
+  ) {
+    this.cap = Math.max(1, capacity);
+    this.tokenIds = new Int32Array(this.cap);
+    this.positionIds = new Int32Array(this.cap);
+  }
+
+  /** Number of cached tokens. */
+  get length(): number {
+    return this.size;
+  }
+
+  /** Indices per head the cache's storage holds. */
+  get capacity(): number {
+    return this.cap;
+  }
+
+  get disposed(): boolean {
+    return this.freed;
+  }
+
+  /** Throws `CacheError('disposed')` once the cache was disposed. */
+  assertLive(): void {
+    if (this.freed) throw new CacheError('disposed', 'this KV cache was disposed');
+  }
+
+  /**
+   * The capacity to grow to for `extra` more rows, doubling, or `undefined` when they fit. Changes
+   * nothing: the cache grows its storage to (at least) this, then calls {@link grow}.
+   */
+  grownCapacity(extra: number): number | undefined {
+    this.assertLive();
+    if (!Number.isSafeInteger(extra) || extra < 0) throw new CacheError('bad-reserve', `cannot reserve ${extra} rows: a non-negative integer is needed`);
+    const need = this.size + extra;
+    if (need <= this.cap) return undefined;
+    let cap = this.cap;
+    while (cap < need) cap *= 2;
+    return cap;
+  }
+
+  /** Takes the capacity the storage now has (at least the current one). */
+  grow(capacity: number): void {
+    const tokens = new Int32Array(capacity);
+    tokens.set(this.tokenIds.subarray(0, this.size));
+    const positions = new Int32Array(capacity);
+    positions.set(this.positionIds.subarray(0, this.size));
+    this.tokenIds = tokens;
+    this.positionIds = positions;
+    this.cap = capacity;
+  }
+
+  /** Records the `tokens.length` rows written past `length` as cached, rotated under `regime`. */
+  commit(tokens: ArrayLike<number>, positions: ArrayLike<number>, regime: RopeRegime): void {
+    this.assertLive();
+    const n = tokens.length;
+    if (positions.length !== n || this.size + n > this.cap) {
+      throw new CacheError('bad-commit', `commit of ${n} rows does not fit the reserved cache (length ${this.size}, capacity ${this.cap})`);
+    }
+    for (let i = 0; i < n; i++) {
+      this.tokenIds[this.size + i] = tokens[i]!;
+      this.positionIds[this.size + i] = positions[i]!;
+    }
+    this.spans.append(this.size, n, regime);
+    this.size += n;
+  }
+
+  /** Records that every cached key is now rotated under `regime` (after an in-place rerotation). */
+  markRotated(regime: RopeRegime): void {
+    this.assertLive();
+    this.spans.reset(this.size, regime);
+  }
+
+  tokens(): Int32Array {
+    this.assertLive();
+    return this.tokenIds.slice(0, this.size);
+  }
+
+  positions(): Int32Array {
+    this.assertLive();
+    return this.positionIds.slice(0, this.size);
+  }
+
+  regimeAt(index: number): RopeRegime {
+    this.assertLive();
+    const r = Number.isInteger(index) && index >= 0 && index < this.size ? this.spans.at(index) : undefined;
+    if (!r) throw new CacheError('out-of-range', `cache index ${index} is outside [0, ${this.size})`);
+    return r;
+  }
+
+  regimeSpans(): readonly RegimeSpan[] {
+    this.assertLive();
+    return this.spans.all;
+  }
+
+  uniformRegime(): RopeRegime | undefined {
+    const all = this.regimeSpans();
+    return all.length === 1 ? all[0]!.regime : undefined;
+  }
+
+  crop(length: number): void {
+    this.assertLive();
+    if (!Number.isInteger(length) || length < 0 || length > this.size) {
+      throw new CacheError('bad-crop', `cannot crop a cache of ${this.size} tokens to ${length}`);
+    }
+    this.size = length;
+    this.spans.crop(length);
+  }
+
+  /** An independent copy with capacity `max(length, 1)`, the capacity a clone's storage gets. */
+  copy(): CacheRecord {
+    this.assertLive();
+    const c = new CacheRecord(this.layout, this.size);
+    c.tokenIds.set(this.tokenIds.subarray(0, this.size));
+    c.positionIds.set(this.positionIds.subarray(0, this.size));
+    c.spans = this.spans.copy();
+    c.size = this.size;
+    return c;
+  }
+
+  /**
+   * Takes over the record of a cache whose storage this one's cache is about to take over (see
+   * {@link KvCache.replaceWith}); `other` must be live and of the same layout. Throws before
+   * changing anything, so the caller may free its old storage after.
+   */
+  takeOver(other: CacheRecord): void {
+    other.assertLive();
+    const a = this.layout;
+    const b = other.layout;
+    if (a.numLayers !== b.numLayers || a.numKvHeads !== b.numKvHeads || a.headDim !== b.headDim) {
+      throw new CacheError('cache-layout', `cannot replace a ${a.numLayers}×${a.numKvHeads}×${a.headDim} cache with a ${b.numLayers}×${b.numKvHeads}×${b.headDim} one`);
+    }
+    this.tokenIds = other.tokenIds;
+    this.positionIds = other.positionIds;
+    this.spans = other.spans;
+    this.size = other.size;
+    this.cap = other.cap;
+  }
+
+  /** Marks the cache disposed: every later use throws. */
+  dispose(): void {
+    this.freed = true;
+  }
+}
