@@ -1,5 +1,4 @@
-import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   DecoderIo,
@@ -23,14 +22,9 @@ import {
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readCpuLayerKeys } from './conformance/policy-runs.js';
 import { hfDir, maxAbsDiff } from './support/fixtures.js';
+import { scratchDirs } from './support/onnxruntime.js';
 
-const dirs: string[] = [];
-const tempDir = () => {
-  const d = mkdtempSync(join(tmpdir(), 'ropeswitch-ort-test-'));
-  dirs.push(d);
-  return d;
-};
-afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
+const tempDir = scratchDirs('ropeswitch-ort-test-');
 
 /** A fixture's config with some fields of config.json changed. */
 function variantConfig(name: string, patch: Record<string, unknown>): ModelConfig {

@@ -1,6 +1,5 @@
-import { existsSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
   DataType,
@@ -24,7 +23,8 @@ import {
   writeModel,
 } from '@ropeswitch/backend-onnxruntime';
 import { WeightsError } from '@ropeswitch/core';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { scratchDirs } from './support/onnxruntime.js';
 
 /** The part of onnxruntime-node used here (a dependency of the backend package, loaded from there). */
 interface OrtApi {
@@ -33,13 +33,7 @@ interface OrtApi {
 }
 const ort = createRequire(new URL('../packages/backends/onnxruntime/package.json', import.meta.url))('onnxruntime-node') as OrtApi;
 
-const dirs: string[] = [];
-const tempDir = () => {
-  const d = mkdtempSync(join(tmpdir(), 'ropeswitch-onnx-proto-'));
-  dirs.push(d);
-  return d;
-};
-afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
+const tempDir = scratchDirs('ropeswitch-onnx-proto-');
 
 /** y = x + w (w an initializer of `n` floats), a model onnxruntime can run. */
 function addModel(w: Float32Array) {

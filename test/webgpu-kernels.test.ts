@@ -10,6 +10,7 @@ import { DeviceKernels } from '../packages/backends/webgpu/src/device-kernels.js
 import { BufferUsage, MapMode, STORAGE_USAGE } from '../packages/backends/webgpu/src/gpu-flags.js';
 import type { KernelSetName } from '../packages/backends/webgpu/src/kernel-set.js';
 import { type Pipelines, createPipelines } from '../packages/backends/webgpu/src/pipelines.js';
+import { ATTENTION_CASES, type AttentionCase, attentionOperands, describeAttentionCase } from './support/attention-cases.js';
 
 // Each WGSL kernel against the reference backend's TypeScript kernel, on the software adapter.
 // The device sums in float32 and the reference in float64: results agree to float32 rounding.
@@ -152,35 +153,25 @@ describe('WGSL rotary', () => {
 });
 
 describe('WGSL attention', () => {
-  // The reference kernel's cases: decode, shadow chunks, a prompt; GQA and MHA; key blocks of 64 crossed.
-  const cases = [
-    [1, 130, 16, 4, 2],
-    [2, 70, 64, 2, 2],
-    [3, 65, 10, 3, 1],
-    [5, 0, 6, 2, 2],
-    [9, 200, 12, 4, 4],
-    [1, 0, 8, 2, 1],
-    [4, 300, 256, 2, 1],
-  ] as const;
+  // The reference kernel's cases, and the largest head_dim the WGSL kernels take (MAX_ATTENTION_HEAD_DIM).
+  const cases: readonly AttentionCase[] = [...ATTENTION_CASES, [4, 300, 256, 2, 1]];
   // register-blocked runs the per-query kernel where head_dim is a multiple of 4 (the workgroup one
   // otherwise); tiled always runs the workgroup kernel.
   for (const set of ['register-blocked', 'tiled'] as const) {
-    for (const [n, past, headDim, numHeads, numKvHeads] of cases) {
-      it(`${set}: equals the reference (${n} rows over ${past} cached, head_dim ${headDim}, ${numHeads}/${numKvHeads} heads)`, async () => {
-        const capacity = past + n + 5;
-        const keys = Float32Array.from({ length: numKvHeads * capacity * headDim }, (_, i) => Math.sin(i * 0.37));
-        const values = Float32Array.from({ length: numKvHeads * capacity * headDim }, (_, i) => Math.cos(i * 0.11));
+    for (const c of cases) {
+      it(`${set}: equals the reference (${describeAttentionCase(c)})`, async () => {
+        const operands = attentionOperands(c);
+        const [q, start, n, past, keys, values, capacity, numHeads, numKvHeads, headDim, want] = operands;
+        attention(...operands, new Float64Array(4 * (past + n)));
         const width = numHeads * headDim;
-        const q = Float32Array.from({ length: (n + 3) * width }, (_, i) => Math.sin(i * 0.73) * 2);
-        const want = new Float32Array((n + 3) * width);
-        attention(q, 2, n, past, keys, values, capacity, numHeads, numKvHeads, headDim, want, new Float64Array(4 * (past + n)));
-        const out = device.createBuffer({ size: (n + 3) * width * 4, usage: STORAGE_USAGE });
+        const rows = q.length / width;
+        const out = device.createBuffer({ size: rows * width * 4, usage: STORAGE_USAGE });
         const got = await run(
-          (rec) => kernels(set).attention(rec, upload(q), upload(keys), upload(values), out, { n, start: 2, past, capacity, numHeads, numKvHeads, headDim, qStride: width }),
+          (rec) => kernels(set).attention(rec, upload(q), upload(keys), upload(values), out, { n, start, past, capacity, numHeads, numKvHeads, headDim, qStride: width }),
           out,
-          (n + 3) * width,
+          rows * width,
         );
-        expect(relErr(got.subarray(2 * width, (n + 2) * width), want.subarray(2 * width, (n + 2) * width))).toBeLessThan(2e-6);
+        expect(relErr(got.subarray(start * width, (start + n) * width), want.subarray(start * width, (start + n) * width))).toBeLessThan(2e-6);
       });
     }
   }

@@ -230,7 +230,7 @@ const commandArgv = (): fc.Arbitrary<string[]> =>
       ],
       2,
     ).map((a) => ['make-tiny', ...a]),
-    argvOf([withValue('model', modelValue()), withValue('ids', idsValue), withValue('last', edgeInt), withValue('backend', fc.constantFrom('reference', 'webgpu', ''))], 2).map((a) => ['logits', ...a]),
+    argvOf([withValue('model', modelValue()), withValue('ids', idsValue), withValue('last', edgeInt), withValue('backend', fc.constantFrom('reference', 'cuda', ''))], 2).map((a) => ['logits', ...a]),
     argvOf(
       [
         withValue('model', modelValue()),
@@ -268,7 +268,7 @@ const commandArgv = (): fc.Arbitrary<string[]> =>
         fc.oneof(
           ...(
             [
-              ['backends', fc.constantFrom('webgpu', 'reference,', ',', 'REFERENCE')],
+              ['backends', fc.constantFrom('cuda', 'reference,', ',', 'REFERENCE', 'onnxruntime,webgpu,')],
               ['policies', fc.oneof(fc.constantFrom('', 'al', 'stale,,', 'toString', '__proto__'), weirdString.filter((v) => v.trim() !== 'all' && v.split(',').some((p) => !(POLICY_NAMES as readonly string[]).includes(p.trim()))))],
               ['scenarios', fc.constantFrom('', 'nearby', 'near,', 'task')],
               ['new-tokens', fc.constantFrom('0', '4097', '-1', 'x', '1.5', '')],

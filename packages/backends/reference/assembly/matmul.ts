@@ -43,10 +43,10 @@ function rows2(x: usize, t: i32, inDim: i32, wp: usize, o: i32, outDim: i32, y: 
   for (let k: usize = 0; k < stride; k += 4, wp += 32) {
     const lo = v128.load(wp);
     const hi = v128.load(wp, 16);
-    const w0 = f64x2.promote_low_f32x4(lo);
-    const w1 = f64x2.promote_low_f32x4(v128.shuffle<f32>(lo, lo, 2, 3, 0, 1));
-    const w2 = f64x2.promote_low_f32x4(hi);
-    const w3 = f64x2.promote_low_f32x4(v128.shuffle<f32>(hi, hi, 2, 3, 0, 1));
+    const w0 = low(lo);
+    const w1 = high(lo);
+    const w2 = low(hi);
+    const w3 = high(hi);
     const s = f64x2.splat(<f64>load<f32>(x0 + k));
     const u = f64x2.splat(<f64>load<f32>(x1 + k));
     a0 = f64x2.add(a0, f64x2.mul(s, w0)); a1 = f64x2.add(a1, f64x2.mul(s, w1));
@@ -69,16 +69,10 @@ function panels2(x: usize, t: i32, inDim: i32, wp: usize, panelBytes: usize, o: 
     const s = f64x2.splat(<f64>load<f32>(xp));
     let lo = v128.load(wp);
     let hi = v128.load(wp, 16);
-    a0 = f64x2.add(a0, f64x2.mul(s, f64x2.promote_low_f32x4(lo)));
-    a1 = f64x2.add(a1, f64x2.mul(s, f64x2.promote_low_f32x4(v128.shuffle<f32>(lo, lo, 2, 3, 0, 1))));
-    a2 = f64x2.add(a2, f64x2.mul(s, f64x2.promote_low_f32x4(hi)));
-    a3 = f64x2.add(a3, f64x2.mul(s, f64x2.promote_low_f32x4(v128.shuffle<f32>(hi, hi, 2, 3, 0, 1))));
+    a0 = addLow(a0, s, lo); a1 = addHigh(a1, s, lo); a2 = addLow(a2, s, hi); a3 = addHigh(a3, s, hi);
     lo = v128.load(v);
     hi = v128.load(v, 16);
-    b0 = f64x2.add(b0, f64x2.mul(s, f64x2.promote_low_f32x4(lo)));
-    b1 = f64x2.add(b1, f64x2.mul(s, f64x2.promote_low_f32x4(v128.shuffle<f32>(lo, lo, 2, 3, 0, 1))));
-    b2 = f64x2.add(b2, f64x2.mul(s, f64x2.promote_low_f32x4(hi)));
-    b3 = f64x2.add(b3, f64x2.mul(s, f64x2.promote_low_f32x4(v128.shuffle<f32>(hi, hi, 2, 3, 0, 1))));
+    b0 = addLow(b0, s, lo); b1 = addHigh(b1, s, lo); b2 = addLow(b2, s, hi); b3 = addHigh(b3, s, hi);
   }
   storeOutputs(y, t, o, outDim, a0, a1, a2, a3, bias);
   storeOutputs(y, t, o + 8, outDim, b0, b1, b2, b3, bias);
@@ -93,10 +87,7 @@ function panels1(x: usize, t: i32, inDim: i32, wp: usize, o: i32, outDim: i32, y
     const s = f64x2.splat(<f64>load<f32>(xp));
     const lo = v128.load(wp);
     const hi = v128.load(wp, 16);
-    a0 = f64x2.add(a0, f64x2.mul(s, f64x2.promote_low_f32x4(lo)));
-    a1 = f64x2.add(a1, f64x2.mul(s, f64x2.promote_low_f32x4(v128.shuffle<f32>(lo, lo, 2, 3, 0, 1))));
-    a2 = f64x2.add(a2, f64x2.mul(s, f64x2.promote_low_f32x4(hi)));
-    a3 = f64x2.add(a3, f64x2.mul(s, f64x2.promote_low_f32x4(v128.shuffle<f32>(hi, hi, 2, 3, 0, 1))));
+    a0 = addLow(a0, s, lo); a1 = addHigh(a1, s, lo); a2 = addLow(a2, s, hi); a3 = addHigh(a3, s, hi);
   }
   storeOutputs(y, t, o, outDim, a0, a1, a2, a3, bias);
 }
@@ -110,6 +101,34 @@ function storeOutputs(y: usize, t: i32, o: i32, outDim: i32, a0: v128, a1: v128,
     if (bias) v += <f64>load<f32>(bias + ((<usize>(o + j)) << 2));
     store<f32>(at + ((<usize>j) << 2), <f32>v);
   }
+}
+
+/** Floats 0, 1 of `v` as float64 lanes. */
+// @ts-ignore: decorator
+@inline
+function low(v: v128): v128 {
+  return f64x2.promote_low_f32x4(v);
+}
+
+/** Floats 2, 3 of `v` as float64 lanes. */
+// @ts-ignore: decorator
+@inline
+function high(v: v128): v128 {
+  return f64x2.promote_low_f32x4(v128.shuffle<f32>(v, v, 2, 3, 0, 1));
+}
+
+/** `acc + s·low(w)`: two of a panel's eight outputs take one k's term. */
+// @ts-ignore: decorator
+@inline
+function addLow(acc: v128, s: v128, w: v128): v128 {
+  return f64x2.add(acc, f64x2.mul(s, low(w)));
+}
+
+/** `acc + s·high(w)`. */
+// @ts-ignore: decorator
+@inline
+function addHigh(acc: v128, s: v128, w: v128): v128 {
+  return f64x2.add(acc, f64x2.mul(s, high(w)));
 }
 
 // @ts-ignore: decorator

@@ -4,22 +4,19 @@ import {
   type BackendCapabilities,
   BackendError,
   CpuKvCache,
+  CpuRerotation,
   type ForwardRequest,
   type ForwardResult,
   type KvCache,
   type ModelConfig,
-  RerotationTableCache,
   type RopeRegime,
-  createRopeSchedule,
   type RowLogits,
   type WeightStore,
-  positionLimit,
-  rerotateCpuKeys,
+  readDecoderWeights,
   rotateBlocks,
   rotaryTables,
   validateForwardRequest,
 } from '@ropeswitch/core';
-import { readDecoderWeights } from './decoder-weights.js';
 import type { DecoderKernels, KvBlock, LinearWeights, ReferenceKernels } from './kernels/decoder-kernels.js';
 import { rmsNorm } from './kernels/rms-norm.js';
 import { TypeScriptKernels } from './kernels/typescript-kernels.js';
@@ -72,12 +69,8 @@ export class ReferenceBackend implements Backend {
   readonly kernels: ReferenceKernels;
   private readonly ops: DecoderKernels;
   private weights: PreparedWeights | undefined;
-  /**
-   * Rerotation cos/sin per (from, to) move, kept across calls and prepared ahead by
-   * `prepareRerotation`; none for schedules with a new regime at every step (dynamic NTK), whose
-   * moves do not come back.
-   */
-  private readonly rerotationTables: RerotationTableCache | undefined;
+  /** Rotates any CPU cache's keys; blocks outside the kernels' memory rotate in TypeScript, to the same bits. */
+  private readonly rerotation: CpuRerotation;
 
   constructor(
     readonly config: ModelConfig,
@@ -112,7 +105,7 @@ export class ReferenceBackend implements Backend {
       rerotateKeys: true,
       anglePrecision: options.anglePrecision ?? 'float32',
     };
-    this.rerotationTables = createRopeSchedule(config.rope).changesEveryStep ? undefined : new RerotationTableCache();
+    this.rerotation = new CpuRerotation(config, { backendName: this.name, anglePrecision: this.capabilities.anglePrecision, kernel: k });
   }
 
   /** A CPU cache; with the WebAssembly kernels its keys and values live in their memory. */
@@ -121,35 +114,18 @@ export class ReferenceBackend implements Backend {
     return this.ops.createCache({ numLayers, numKvHeads, headDim });
   }
 
-  async rerotateKeys(cache: KvCache, to: RopeRegime): Promise<void> {
-    this.checkRegime(to);
-    // Any CPU cache: blocks outside the kernels' memory rotate in TypeScript, to the same bits.
-    if (!(cache instanceof CpuKvCache)) throw new BackendError('cache-type', 'the reference backend needs caches made by its createCache()');
-    const c = cache;
-    await this.ops.ready();
-    rerotateCpuKeys(c, to, this.config.rope.pairing, this.capabilities.anglePrecision, this.rerotationTables, this.ops.rotateBlocks);
+  rerotateKeys(cache: KvCache, to: RopeRegime): Promise<void> {
+    return this.rerotation.rerotateKeys(cache, to);
   }
 
-  async prepareRerotation(from: RopeRegime, to: RopeRegime, positions: number): Promise<void> {
-    this.checkRegime(from);
-    this.checkRegime(to);
-    const limit = positionLimit(this.config);
-    if (!Number.isSafeInteger(positions) || positions < 0 || positions > limit) {
-      throw new BackendError('bad-positions', `cannot prepare rerotation tables for ${positions} positions: an integer in [0, ${limit}] (the model's position limit) is needed`);
-    }
-    this.rerotationTables?.prepare(from, to, positions, this.capabilities.anglePrecision);
-  }
-
-  private checkRegime(regime: RopeRegime): void {
-    if (regime.invFreq.length !== this.config.rope.rotaryDim / 2) {
-      throw new BackendError('regime-size', `regime ${regime.id} has ${regime.invFreq.length} frequencies; the model rotates ${this.config.rope.rotaryDim / 2} pairs`);
-    }
+  prepareRerotation(from: RopeRegime, to: RopeRegime, positions: number): Promise<void> {
+    return this.rerotation.prepareRerotation(from, to, positions);
   }
 
   async dispose(): Promise<void> {
     this.weights = undefined;
     this.ops.dispose();
-    this.rerotationTables?.clear();
+    this.rerotation.clear();
   }
 
   async forward(request: ForwardRequest): Promise<ForwardResult> {

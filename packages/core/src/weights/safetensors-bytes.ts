@@ -6,43 +6,9 @@
  */
 
 import { WeightsError } from '../errors.js';
-import { decodeTensor } from './dtype.js';
-import { type SafetensorsEntry, findEntry, parseSafetensorsHeader, readHeaderLength } from './safetensors-header.js';
-import type { TensorInfo, WeightStore } from './weight-store.js';
-
-class SafetensorsBytesStore implements WeightStore {
-  readonly names: readonly string[];
-  #data: Uint8Array | undefined;
-
-  constructor(
-    readonly file: string,
-    data: Uint8Array,
-    private readonly entries: Map<string, SafetensorsEntry>,
-  ) {
-    this.#data = data;
-    this.names = Object.freeze([...entries.keys()]);
-  }
-
-  has(name: string): boolean {
-    return this.entries.has(name);
-  }
-
-  info(name: string): TensorInfo {
-    const e = findEntry(this.entries, name, this.file);
-    return { name: e.name, dtype: e.dtype, shape: e.shape };
-  }
-
-  get(name: string, expectedShape?: readonly number[]): Float32Array {
-    const e = findEntry(this.entries, name, this.file, expectedShape);
-    if (this.#data === undefined) throw new WeightsError('closed', `${this.file}: store is closed`, { file: this.file, tensor: name });
-    // slice: a copy in its own ArrayBuffer at offset 0, aligned for a zero-copy F32 view.
-    return decodeTensor(this.#data.slice(e.begin, e.end), e.dtype);
-  }
-
-  async close(): Promise<void> {
-    this.#data = undefined; // lets the file's bytes be collected once the caller drops them too
-  }
-}
+import { parseSafetensorsHeader, readHeaderLength } from './safetensors-header.js';
+import { SafetensorsStore } from './safetensors-store.js';
+import type { WeightStore } from './weight-store.js';
 
 /**
  * Opens a safetensors file held in memory. `file` names it in error messages (a URL or file name).
@@ -63,5 +29,11 @@ export function openSafetensorsBytes(bytes: ArrayBuffer | Uint8Array, file = 'mo
   else throw new WeightsError('bad-input', `${file}: expected the file's bytes as an ArrayBuffer or Uint8Array; got ${typeof bytes}`, { file });
   const headerLength = readHeaderLength(all.subarray(0, 8), all.byteLength, file);
   const entries = parseSafetensorsHeader(all.subarray(8, 8 + headerLength), all.byteLength, file);
-  return new SafetensorsBytesStore(file, all.subarray(8 + headerLength), entries);
+  const data = all.subarray(8 + headerLength);
+  return new SafetensorsStore(file, entries, {
+    // slice: a copy in its own ArrayBuffer at offset 0, aligned for a zero-copy F32 view.
+    read: (begin, end) => data.slice(begin, end),
+    // Nothing to release: once the store drops this object, the bytes go when the caller drops them too.
+    close: () => undefined,
+  });
 }

@@ -6,9 +6,9 @@
 
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { WeightsError } from '../errors.js';
-import { decodeTensor } from './dtype.js';
-import { type SafetensorsEntry, findEntry, parseSafetensorsHeader, readHeaderLength } from './safetensors-header.js';
-import type { TensorInfo, WeightStore } from './weight-store.js';
+import { parseSafetensorsHeader, readHeaderLength } from './safetensors-header.js';
+import { SafetensorsStore } from './safetensors-store.js';
+import type { WeightStore } from './weight-store.js';
 
 export { MAX_HEADER_BYTES, parseSafetensorsHeader, type SafetensorsEntry } from './safetensors-header.js';
 
@@ -34,43 +34,6 @@ function readExactly(fd: number, length: number, position: number, file: string,
   return buf;
 }
 
-class SafetensorsStore implements WeightStore {
-  readonly names: readonly string[];
-  #fd: number | undefined;
-
-  constructor(
-    readonly file: string,
-    fd: number,
-    private readonly dataStart: number,
-    private readonly entries: Map<string, SafetensorsEntry>,
-  ) {
-    this.#fd = fd;
-    this.names = Object.freeze([...entries.keys()]);
-  }
-
-  has(name: string): boolean {
-    return this.entries.has(name);
-  }
-
-  info(name: string): TensorInfo {
-    const e = findEntry(this.entries, name, this.file);
-    return { name: e.name, dtype: e.dtype, shape: e.shape };
-  }
-
-  get(name: string, expectedShape?: readonly number[]): Float32Array {
-    const e = findEntry(this.entries, name, this.file, expectedShape);
-    if (this.#fd === undefined) throw new WeightsError('closed', `${this.file}: store is closed`, { file: this.file, tensor: name });
-    return decodeTensor(readExactly(this.#fd, e.end - e.begin, this.dataStart + e.begin, this.file, name), e.dtype);
-  }
-
-  async close(): Promise<void> {
-    if (this.#fd === undefined) return;
-    const fd = this.#fd;
-    this.#fd = undefined;
-    closeSync(fd);
-  }
-}
-
 /** Opens one safetensors file, validating its header; tensors are read on demand by `get`. */
 export async function openSafetensors(path: string): Promise<WeightStore> {
   let fd: number;
@@ -92,7 +55,11 @@ export async function openSafetensors(path: string): Promise<WeightStore> {
     }
     const headerLength = readHeaderLength(fileSize < 8 ? new Uint8Array(0) : readExactly(fd, 8, 0, path), fileSize, path);
     const entries = parseSafetensorsHeader(readExactly(fd, headerLength, 8, path), fileSize, path);
-    return new SafetensorsStore(path, fd, 8 + headerLength, entries);
+    const dataStart = 8 + headerLength;
+    return new SafetensorsStore(path, entries, {
+      read: (begin, end, tensor) => readExactly(fd, end - begin, dataStart + begin, path, tensor),
+      close: () => closeSync(fd),
+    });
   } catch (err) {
     closeSync(fd);
     throw err;

@@ -4,17 +4,16 @@ import {
   type BackendCapabilities,
   BackendError,
   CpuKvCache,
+  CpuRerotation,
   type ForwardRequest,
   type ForwardResult,
   type KvCache,
   type ModelConfig,
-  RerotationTableCache,
   type RopeRegime,
   type RowLogits,
   type WeightStore,
-  createRopeSchedule,
-  positionLimit,
-  rerotateCpuKeys,
+  forwardRowByRow,
+  requireCpuCache,
   rotaryTables,
   validateForwardRequest,
 } from '@ropeswitch/core';
@@ -48,7 +47,7 @@ export class OnnxRuntimeBackend implements Backend {
   readonly executionProvider: ExecutionProviderName;
   private session: ort.InferenceSession | undefined;
   private readonly prefillChunk: number;
-  private readonly rerotationTables: RerotationTableCache | undefined;
+  private readonly rerotation: CpuRerotation;
   /** A one-row cache stand-in for rows with nothing cached yet (fully masked: `past_length` 0). */
   private readonly emptyPast: ort.Tensor;
 
@@ -65,7 +64,7 @@ export class OnnxRuntimeBackend implements Backend {
     this.executionProvider = provider;
     this.prefillChunk = prefillChunk;
     this.capabilities = { cacheLocation: 'cpu', maxRows: Infinity, rerotateKeys: true, anglePrecision };
-    this.rerotationTables = createRopeSchedule(config.rope).changesEveryStep ? undefined : new RerotationTableCache();
+    this.rerotation = new CpuRerotation(config, { backendName: this.name, anglePrecision });
     this.emptyPast = new ort.Tensor('float32', new Float32Array(config.numKvHeads * config.headDim), [config.numKvHeads, 1, config.headDim]);
   }
 
@@ -119,32 +118,24 @@ export class OnnxRuntimeBackend implements Backend {
 
   async rerotateKeys(cache: KvCache, to: RopeRegime): Promise<void> {
     this.live();
-    this.checkRegime(to);
-    rerotateCpuKeys(asCpuCache(cache), to, this.config.rope.pairing, this.capabilities.anglePrecision, this.rerotationTables);
+    return this.rerotation.rerotateKeys(cache, to);
   }
 
-  async prepareRerotation(from: RopeRegime, to: RopeRegime, positions: number): Promise<void> {
-    this.checkRegime(from);
-    this.checkRegime(to);
-    const limit = positionLimit(this.config);
-    if (!Number.isSafeInteger(positions) || positions < 0 || positions > limit) {
-      throw new BackendError('bad-positions', `cannot prepare rerotation tables for ${positions} positions: an integer in [0, ${limit}] (the model's position limit) is needed`);
-    }
-    this.rerotationTables?.prepare(from, to, positions, this.capabilities.anglePrecision);
+  prepareRerotation(from: RopeRegime, to: RopeRegime, positions: number): Promise<void> {
+    return this.rerotation.prepareRerotation(from, to, positions);
   }
 
   async dispose(): Promise<void> {
     const s = this.session;
     this.session = undefined;
-    this.rerotationTables?.clear();
+    this.rerotation.clear();
     await s?.release();
   }
 
   async forward(request: ForwardRequest): Promise<ForwardResult> {
     const session = this.live();
     validateForwardRequest(this.config, this.capabilities, request);
-    const caches = request.rows.map((row) => asCpuCache(row.cache));
-    request.rows.forEach((row) => this.checkRegime(row.regime));
+    const caches = request.rows.map((row) => requireCpuCache(row.cache, this.name));
     const window = this.config.slidingWindow;
     if (window !== undefined) {
       const longest = Math.max(...request.rows.map((row, i) => caches[i]!.length + row.tokens.length));
@@ -152,15 +143,11 @@ export class OnnxRuntimeBackend implements Backend {
         throw new BackendError('sliding-window', `a sequence of ${longest} tokens exceeds the model's sliding window (${window}), which the onnxruntime backend does not implement`);
       }
     }
-    const outputs: RowLogits[] = [];
-    for (let i = 0; i < request.rows.length; i++) {
-      request.signal?.throwIfAborted();
-      outputs.push(await this.runRow(session, request.rows[i]!, caches[i]!, request.signal));
-    }
-    request.signal?.throwIfAborted();
-    // Every row succeeded: only now do the new rows become part of each cache.
-    request.rows.forEach((row, i) => caches[i]!.commit(row.tokens, row.positions, row.regime));
-    return { rows: outputs };
+    return forwardRowByRow(request, async (row, i) => {
+      const cache = caches[i]!;
+      const logits = await this.runRow(session, row, cache, request.signal);
+      return { logits: () => logits, commit: () => cache.commit(row.tokens, row.positions, row.regime) };
+    });
   }
 
   /** Runs one row in chunks of at most `prefillChunk` tokens, writing its new keys/values past the cache's length (uncommitted). */
@@ -250,17 +237,5 @@ export class OnnxRuntimeBackend implements Backend {
     if (!this.session) throw new BackendError('disposed', 'the onnxruntime backend was disposed');
     return this.session;
   }
-
-  private checkRegime(regime: RopeRegime): void {
-    if (regime.invFreq.length !== this.config.rope.rotaryDim / 2) {
-      throw new BackendError('regime-size', `regime ${regime.id} has ${regime.invFreq.length} frequencies; the model rotates ${this.config.rope.rotaryDim / 2} pairs`);
-    }
-  }
 }
 
-function asCpuCache(cache: KvCache): CpuKvCache {
-  if (!(cache instanceof CpuKvCache)) {
-    throw new BackendError('cache-type', 'the onnxruntime backend needs caches made by its createCache()');
-  }
-  return cache;
-}

@@ -1,5 +1,5 @@
-import { createHash } from 'node:crypto';
-import type { ModelConfig, WeightStore } from '@ropeswitch/core';
+import { type Hash, createHash } from 'node:crypto';
+import { type DecoderWeightSource, type ModelConfig, type WeightStore, readDecoderWeights } from '@ropeswitch/core';
 
 /**
  * One decoder layer's weights as the exported graph multiplies them: every projection transposed
@@ -34,49 +34,35 @@ export interface ExportWeights {
 }
 
 /**
- * Reads every tensor the decoder needs (HF state-dict names, shapes checked by the store) and
- * lays them out for the graph. Copies everything: the store may be closed afterwards.
+ * Reads every tensor the decoder needs (core's `readDecoderWeights`: HF state-dict names, shapes
+ * checked) and lays them out for the graph, each layer as it is read. Copies everything: the store
+ * may be closed afterwards.
  */
 export function readExportWeights(config: ModelConfig, store: WeightStore): ExportWeights {
   const { hiddenSize: H, intermediateSize: I, numHeads, numKvHeads, headDim, vocabSize: V } = config;
   const qDim = numHeads * headDim;
   const kvDim = numKvHeads * headDim;
   const hash = createHash('sha256');
-  const get = (name: string, shape: number[]): Float32Array => {
-    const t = store.get(name, shape);
-    hash.update(`${name}:${shape.join('x')};`);
-    hash.update(new Uint8Array(t.buffer, t.byteOffset, t.byteLength));
-    return t;
+  const w = readDecoderWeights(config, digesting(store, hash), (lw): ExportLayerWeights => ({
+    ...lw,
+    qkv: transpose(lw.qkv, qDim + 2 * kvDim, H),
+    o: transpose(lw.o, H, qDim),
+    gateUp: transpose(lw.gateUp, 2 * I, H),
+    down: transpose(lw.down, H, I),
+  }));
+  return { ...w, lmHead: transpose(w.lmHead, V, H), digest: hash.digest('hex') };
+}
+
+/** `store`, hashing every tensor read into `hash` (name, shape, float32 bytes, in read order). */
+function digesting(store: WeightStore, hash: Hash): DecoderWeightSource {
+  return {
+    get(name, shape) {
+      const t = store.get(name, shape);
+      hash.update(`${name}:${(shape ?? []).join('x')};`);
+      hash.update(new Uint8Array(t.buffer, t.byteOffset, t.byteLength));
+      return t;
+    },
   };
-  const fused = config.family === 'phi3';
-  const layers: ExportLayerWeights[] = [];
-  for (let l = 0; l < config.numLayers; l++) {
-    const p = `model.layers.${l}`;
-    const qkvRows = fused
-      ? get(`${p}.self_attn.qkv_proj.weight`, [qDim + 2 * kvDim, H])
-      : concat([get(`${p}.self_attn.q_proj.weight`, [qDim, H]), get(`${p}.self_attn.k_proj.weight`, [kvDim, H]), get(`${p}.self_attn.v_proj.weight`, [kvDim, H])]);
-    const gateUpRows = fused
-      ? get(`${p}.mlp.gate_up_proj.weight`, [2 * I, H])
-      : concat([get(`${p}.mlp.gate_proj.weight`, [I, H]), get(`${p}.mlp.up_proj.weight`, [I, H])]);
-    const mlpBias = config.mlpBias && !fused;
-    layers.push({
-      inputNorm: get(`${p}.input_layernorm.weight`, [H]),
-      qkv: transpose(qkvRows, qDim + 2 * kvDim, H),
-      qkvBias: config.attentionBias
-        ? concat([get(`${p}.self_attn.q_proj.bias`, [qDim]), get(`${p}.self_attn.k_proj.bias`, [kvDim]), get(`${p}.self_attn.v_proj.bias`, [kvDim])])
-        : undefined,
-      o: transpose(get(`${p}.self_attn.o_proj.weight`, [H, qDim]), H, qDim),
-      postAttentionNorm: get(`${p}.post_attention_layernorm.weight`, [H]),
-      gateUp: transpose(gateUpRows, 2 * I, H),
-      gateUpBias: mlpBias ? concat([get(`${p}.mlp.gate_proj.bias`, [I]), get(`${p}.mlp.up_proj.bias`, [I])]) : undefined,
-      down: transpose(get(`${p}.mlp.down_proj.weight`, [H, I]), H, I),
-      downBias: mlpBias ? get(`${p}.mlp.down_proj.bias`, [H]) : undefined,
-    });
-  }
-  const embed = get('model.embed_tokens.weight', [V, H]);
-  const lmHead = transpose(config.tieWordEmbeddings ? embed : get('lm_head.weight', [V, H]), V, H);
-  const finalNorm = get('model.norm.weight', [H]);
-  return { embed, layers, finalNorm, lmHead, digest: hash.digest('hex') };
 }
 
 /** `[rows][cols]` → `[cols][rows]`, in cache-friendly tiles. */
@@ -89,16 +75,6 @@ export function transpose(a: Float32Array, rows: number, cols: number): Float32A
       const c1 = Math.min(cols, c0 + T);
       for (let r = r0; r < r1; r++) for (let c = c0; c < c1; c++) out[c * rows + r] = a[r * cols + c]!;
     }
-  }
-  return out;
-}
-
-function concat(parts: Float32Array[]): Float32Array {
-  const out = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
   }
   return out;
 }

@@ -7,18 +7,16 @@ import {
   BackendError,
   ConfigError,
   CpuKvCache,
+  CpuRerotation,
   type ForwardRequest,
   type ForwardResult,
   type KvCache,
   type ModelConfig,
-  RerotationTableCache,
   type RopeRegime,
-  type RowLogits,
   WeightsError,
-  createRopeSchedule,
+  forwardRowByRow,
   loadModelConfig,
-  positionLimit,
-  rerotateCpuKeys,
+  requireCpuCache,
   rotaryTables,
   validateForwardRequest,
 } from '@ropeswitch/core';
@@ -63,7 +61,7 @@ export class GenaiOnnxBackend implements Backend {
   readonly name = 'onnxruntime-genai';
   readonly capabilities: BackendCapabilities;
   private session: InferenceSession | undefined;
-  private readonly rerotationTables: RerotationTableCache | undefined;
+  private readonly rerotation: CpuRerotation;
 
   private constructor(
     readonly config: ModelConfig,
@@ -75,7 +73,7 @@ export class GenaiOnnxBackend implements Backend {
   ) {
     this.session = session;
     this.capabilities = { cacheLocation: 'cpu', maxRows: Infinity, rerotateKeys: true, anglePrecision };
-    this.rerotationTables = createRopeSchedule(config.rope).changesEveryStep ? undefined : new RerotationTableCache();
+    this.rerotation = new CpuRerotation(config, { backendName: this.name, anglePrecision });
   }
 
   /**
@@ -115,10 +113,8 @@ export class GenaiOnnxBackend implements Backend {
     if (!session) throw new BackendError('disposed', 'the onnxruntime-genai backend was disposed');
     validateForwardRequest(this.config, this.capabilities, request);
     const { numLayers, numKvHeads, headDim, vocabSize } = this.config;
-    const runs: { cache: CpuKvCache; past: number; result: GenaiStepResult }[] = [];
-    for (const row of request.rows) {
-      request.signal?.throwIfAborted();
-      const cache = asCpuCache(row.cache);
+    return forwardRowByRow(request, async (row, r) => {
+      const cache = requireCpuCache(row.cache, this.name);
       const past = cache.length;
       const n = row.tokens.length;
       const result = await runGenaiStep(session, this.genai.names, this.config, {
@@ -128,52 +124,39 @@ export class GenaiOnnxBackend implements Backend {
         pastLength: past,
         rotary: this.tablesFor(row.regime, row.positions, past + n),
       });
-      runs.push({ cache, past, result });
-    }
-    request.signal?.throwIfAborted();
-
-    const outputs: RowLogits[] = request.rows.map((row, r) => {
-      const n = row.tokens.length;
-      const count = row.logits ?? 1;
-      const data = runs[r]!.result.logits.slice((n - count) * vocabSize, n * vocabSize);
-      for (let i = 0; i < data.length; i++) {
-        if (!Number.isFinite(data[i]!)) throw new BackendError('non-finite-logits', `row ${r}: the model produced a non-finite logit`);
-      }
-      return { count, vocabSize, data };
+      return {
+        logits: () => {
+          const count = row.logits ?? 1;
+          const data = result.logits.slice((n - count) * vocabSize, n * vocabSize);
+          for (let i = 0; i < data.length; i++) {
+            if (!Number.isFinite(data[i]!)) throw new BackendError('non-finite-logits', `row ${r}: the model produced a non-finite logit`);
+          }
+          return { count, vocabSize, data };
+        },
+        commit: () => {
+          cache.reserve(n);
+          for (let l = 0; l < numLayers; l++) {
+            writeNew(cache, cache.keys(l), result.presentKeys[l]!, past, n, result.totalLength, numKvHeads, headDim);
+            writeNew(cache, cache.values(l), result.presentValues[l]!, past, n, result.totalLength, numKvHeads, headDim);
+          }
+          cache.commit(row.tokens, row.positions, row.regime);
+        },
+      };
     });
-    // Every row succeeded: only now do the new rows become part of each cache.
-    request.rows.forEach((row, r) => {
-      const { cache, past, result } = runs[r]!;
-      const n = row.tokens.length;
-      cache.reserve(n);
-      for (let l = 0; l < numLayers; l++) {
-        writeNew(cache, cache.keys(l), result.presentKeys[l]!, past, n, result.totalLength, numKvHeads, headDim);
-        writeNew(cache, cache.values(l), result.presentValues[l]!, past, n, result.totalLength, numKvHeads, headDim);
-      }
-      cache.commit(row.tokens, row.positions, row.regime);
-    });
-    return { rows: outputs };
   }
 
-  async rerotateKeys(cache: KvCache, to: RopeRegime): Promise<void> {
-    this.checkRegime(to);
-    rerotateCpuKeys(asCpuCache(cache), to, this.config.rope.pairing, this.capabilities.anglePrecision, this.rerotationTables);
+  rerotateKeys(cache: KvCache, to: RopeRegime): Promise<void> {
+    return this.rerotation.rerotateKeys(cache, to);
   }
 
-  async prepareRerotation(from: RopeRegime, to: RopeRegime, positions: number): Promise<void> {
-    this.checkRegime(from);
-    this.checkRegime(to);
-    const limit = positionLimit(this.config);
-    if (!Number.isSafeInteger(positions) || positions < 0 || positions > limit) {
-      throw new BackendError('bad-positions', `cannot prepare rerotation tables for ${positions} positions: an integer in [0, ${limit}] (the model's position limit) is needed`);
-    }
-    this.rerotationTables?.prepare(from, to, positions, this.capabilities.anglePrecision);
+  prepareRerotation(from: RopeRegime, to: RopeRegime, positions: number): Promise<void> {
+    return this.rerotation.prepareRerotation(from, to, positions);
   }
 
   async dispose(): Promise<void> {
     const session = this.session;
     this.session = undefined;
-    this.rerotationTables?.clear();
+    this.rerotation.clear();
     await session?.release();
   }
 
@@ -189,12 +172,6 @@ export class GenaiOnnxBackend implements Backend {
     cos.set(t.cos, past * t.half);
     sin.set(t.sin, past * t.half);
     return { cos, sin, rows, half: t.half };
-  }
-
-  private checkRegime(regime: RopeRegime): void {
-    if (regime.invFreq.length !== this.config.rope.rotaryDim / 2) {
-      throw new BackendError('regime-size', `regime ${regime.id} has ${regime.invFreq.length} frequencies; the model rotates ${this.config.rope.rotaryDim / 2} pairs`);
-    }
   }
 }
 
@@ -257,7 +234,3 @@ function writeNew(cache: CpuKvCache, into: Float32Array, present: Float32Array, 
   }
 }
 
-function asCpuCache(cache: KvCache): CpuKvCache {
-  if (!(cache instanceof CpuKvCache)) throw new BackendError('cache-type', 'the onnxruntime-genai backend needs caches made by its createCache()');
-  return cache;
-}

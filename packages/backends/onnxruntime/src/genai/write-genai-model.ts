@@ -7,6 +7,7 @@ import {
   type RopeRegime,
   type WeightStore,
   createRopeSchedule,
+  readDecoderWeights,
   rotaryTables,
 } from '@ropeswitch/core';
 import type { onnx as O } from 'onnx-proto';
@@ -14,6 +15,7 @@ import { attr, makeNode, valueInfo } from '../onnx/graph-nodes.js';
 import { makeModel, writeModel } from '../onnx/model-proto.js';
 import { DataType } from '../onnx/onnx-namespace.js';
 import { floatTensor } from '../onnx/tensor-proto.js';
+import { transpose } from '../export/export-weights.js';
 import { GraphAssembly } from './genai-graph.js';
 import {
   ATTENTION_MASK,
@@ -70,6 +72,7 @@ export async function writeGenaiModel(
   if (config.attentionBias || config.mlpBias) {
     throw new ConfigError('unsupported', 'writeGenaiModel writes bias-free decoders (Phi-3 / Llama without attention_bias or mlp_bias)');
   }
+  const decoder = readDecoderWeights(config, weights);
   const fileName = options.fileName ?? 'model.onnx';
   const dataFile = dataFileFor(fileName);
   const g = new GraphAssembly();
@@ -89,8 +92,7 @@ export async function writeGenaiModel(
   const { hiddenSize: H, intermediateSize: I, numHeads, numKvHeads, headDim, vocabSize: V } = config;
   const qDim = numHeads * headDim;
   const kvDim = numKvHeads * headDim;
-  const embed = weights.get('model.embed_tokens.weight', [V, H]);
-  g.initializer('model.embed_tokens.weight', embed, [V, H]);
+  g.initializer('model.embed_tokens.weight', decoder.embed, [V, H]);
   let root = g.node('Gather', '/model/embed_tokens/Gather', ['model.embed_tokens.weight', INPUT_IDS], ['/model/embed_tokens/Gather/output_0']);
   let skip: string | undefined;
   const eps = attr.float(config.rmsNormEps);
@@ -114,13 +116,9 @@ export async function writeGenaiModel(
   };
 
   for (let l = 0; l < config.numLayers; l++) {
-    const p = `model.layers.${l}`;
-    const fused = config.family === 'phi3';
-    const qkv = fused
-      ? weights.get(`${p}.self_attn.qkv_proj.weight`, [qDim + 2 * kvDim, H])
-      : concat([weights.get(`${p}.self_attn.q_proj.weight`, [qDim, H]), weights.get(`${p}.self_attn.k_proj.weight`, [kvDim, H]), weights.get(`${p}.self_attn.v_proj.weight`, [kvDim, H])]);
-    const x = norm(l, 'input', weights.get(`${p}.input_layernorm.weight`, [H]));
-    const packed = matmul(`/model/layers.${l}/attn/qkv_proj/MatMul`, x, qkv, qDim + 2 * kvDim, H);
+    const lw = decoder.layers[l]!;
+    const x = norm(l, 'input', lw.inputNorm);
+    const packed = matmul(`/model/layers.${l}/attn/qkv_proj/MatMul`, x, lw.qkv, qDim + 2 * kvDim, H);
     const gqaName = `/model/layers.${l}/attn/GroupQueryAttention`;
     const attn = g.node(
       'GroupQueryAttention',
@@ -138,21 +136,19 @@ export async function writeGenaiModel(
       },
       'com.microsoft',
     );
-    skip = matmul(`/model/layers.${l}/attn/o_proj/MatMul`, attn, weights.get(`${p}.self_attn.o_proj.weight`, [H, qDim]), H, qDim);
-    const y = norm(l, 'post_attention', weights.get(`${p}.post_attention_layernorm.weight`, [H]));
-    const [gate, up] = fused
-      ? splitRows(weights.get(`${p}.mlp.gate_up_proj.weight`, [2 * I, H]), I * H)
-      : [weights.get(`${p}.mlp.gate_proj.weight`, [I, H]), weights.get(`${p}.mlp.up_proj.weight`, [I, H])];
+    skip = matmul(`/model/layers.${l}/attn/o_proj/MatMul`, attn, lw.o, H, qDim);
+    const y = norm(l, 'post_attention', lw.postAttentionNorm);
+    // The builder keeps gate and up as two MatMuls.
+    const [gate, up] = splitRows(lw.gateUp, I * H);
     const gateOut = matmul(`/model/layers.${l}/mlp/gate_proj/MatMul`, y, gate, I, H);
     const upOut = matmul(`/model/layers.${l}/mlp/up_proj/MatMul`, y, up, I, H);
     const sig = g.node('Sigmoid', `/model/layers.${l}/mlp/act_fn/Sigmoid`, [gateOut], [`/model/layers.${l}/mlp/act_fn/Sigmoid/output_0`]);
     const act = g.node('Mul', `/model/layers.${l}/mlp/act_fn/Mul`, [gateOut, sig], [`/model/layers.${l}/mlp/act_fn/Mul/output_0`]);
     const prod = g.node('Mul', `/model/layers.${l}/mlp/Mul`, [act, upOut], [`/model/layers.${l}/mlp/Mul/output_0`]);
-    skip = matmul(`/model/layers.${l}/mlp/down_proj/MatMul`, prod, weights.get(`${p}.mlp.down_proj.weight`, [H, I]), H, I);
+    skip = matmul(`/model/layers.${l}/mlp/down_proj/MatMul`, prod, lw.down, H, I);
   }
-  const final = norm(config.numLayers, 'final_norm', weights.get('model.norm.weight', [H]), true);
-  const lmHead = config.tieWordEmbeddings ? embed : weights.get('lm_head.weight', [V, H]);
-  matmul('/lm_head/MatMul', final, lmHead, V, H, LOGITS);
+  const final = norm(config.numLayers, 'final_norm', decoder.finalNorm, true);
+  matmul('/lm_head/MatMul', final, decoder.lmHead, V, H, LOGITS);
 
   // The builder's current output: IR 10, ai.onnx 21, com.microsoft 1.
   const model = makeModel(
@@ -275,23 +271,6 @@ function genaiConfig(c: ModelConfig, fileName: string): Record<string, unknown> 
       top_p: 1.0,
     },
   };
-}
-
-/** `[rows][cols]` → `[cols][rows]` (HF Linear weights are `[out][in]`; MatMul wants `[in][out]`). */
-function transpose(w: Float32Array, rows: number, cols: number): Float32Array {
-  const out = new Float32Array(rows * cols);
-  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c * rows + r] = w[r * cols + c]!;
-  return out;
-}
-
-function concat(parts: Float32Array[]): Float32Array {
-  const out = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
 }
 
 function splitRows(w: Float32Array, at: number): [Float32Array, Float32Array] {

@@ -1,18 +1,10 @@
 /**
- * Causal attention of `n` new query rows over a cache whose first `past` indices are old tokens
- * and whose next `n` indices hold the new tokens' keys/values (written before this call).
- * Query row t sees cache indices [0, past + t].
- *
- * `q`: `[n][numHeads·headDim]` (already rotated), from row offset `qRow` of a larger buffer;
- * keys/values: one layer's cache storage, `[kvHead][index][headDim]` with `capacity` indices per
- * head; `out`: `[n][numHeads·headDim]` from the same row offset. Query heads share KV heads in
- * groups (GQA). Scores, softmax and the weighted sum in float64; `scratch` holds at least
- * 4·(past + n) scores.
- *
- * Query rows go in blocks of four, so each key row read from the cache serves four dot products
- * (prefill is bound by these n² reads).
+ * The operands every attention kernel takes, before its scratch: `n` query rows of `q` from row
+ * `qRow`, `[row][numHeads·headDim]` (already rotated); one layer's cache storage, keys and values
+ * `[kvHead][index][headDim]` with `capacity` indices per head, the first `past` old tokens then the
+ * `n` new ones (written before the call); `out`, `[row][numHeads·headDim]`, written from row `qRow`.
  */
-export function attention(
+export type AttentionOperands = [
   q: Float32Array,
   qRow: number,
   n: number,
@@ -24,7 +16,18 @@ export function attention(
   numKvHeads: number,
   headDim: number,
   out: Float32Array,
-  scratch: Float64Array,
+];
+
+/**
+ * Causal attention of `n` new query rows over a cache (see {@link AttentionOperands}): query row t
+ * sees cache indices [0, past + t]. Query heads share KV heads in groups (GQA). Scores, softmax
+ * and the weighted sum in float64; `scratch` holds at least 4·(past + n) scores.
+ *
+ * Query rows go in blocks of four, so each key row read from the cache serves four dot products
+ * (prefill is bound by these n² reads).
+ */
+export function attention(
+  ...[q, qRow, n, past, keys, values, capacity, numHeads, numKvHeads, headDim, out, scratch]: [...AttentionOperands, scratch: Float64Array]
 ): void {
   const group = numHeads / numKvHeads;
   const width = numHeads * headDim;

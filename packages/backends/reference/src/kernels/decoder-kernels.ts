@@ -1,4 +1,5 @@
 import type { CpuKvBlock, CpuKvCache, CpuKvStorage, KvCacheLayout, rotateBlocks } from '@ropeswitch/core';
+import type { AttentionOperands } from './attention.js';
 
 /** Where a `CpuKvCache` keeps its floats. */
 export type KvStorage = CpuKvStorage;
@@ -36,23 +37,10 @@ export interface DecoderKernels {
   /** `y[t] = w·x[t] + bias` for `rows` rows: x `[rows][inDim]`, y `[rows][outDim]`. */
   matmul(x: Float32Array, rows: number, w: LinearWeights, y: Float32Array): void;
   /**
-   * Causal attention of `n` query rows from row `qRow` (see `attention.ts`). `scores` is scratch of
+   * Causal attention of `n` query rows from row `qRow` (see {@link AttentionOperands}). `scores` is scratch of
    * at least `2·(past + n)` floats from `storage` (the TypeScript kernel keeps its own float64 scratch).
    */
-  attention(
-    q: Float32Array,
-    qRow: number,
-    n: number,
-    past: number,
-    keys: Float32Array,
-    values: Float32Array,
-    capacity: number,
-    numHeads: number,
-    numKvHeads: number,
-    headDim: number,
-    out: Float32Array,
-    scores: Float32Array,
-  ): void;
+  attention(...args: [...AttentionOperands, scores: Float32Array]): void;
   /** `up ⊙ silu(gate)` per row (see `swiglu.ts`). */
   swiglu(gateUp: Float32Array, rows: number, size: number, out: Float32Array): void;
   /** `x += y`, element-wise. */

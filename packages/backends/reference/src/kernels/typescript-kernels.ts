@@ -1,5 +1,5 @@
 import { BackendError, CpuKvCache, type KvCacheLayout, rotateBlocks } from '@ropeswitch/core';
-import { attention } from './attention.js';
+import { type AttentionOperands, attention } from './attention.js';
 import type { DecoderKernels, KvStorage, LinearWeights } from './decoder-kernels.js';
 import { matmul } from './matmul.js';
 import { swiglu } from './swiglu.js';
@@ -46,11 +46,8 @@ export class TypeScriptKernels implements DecoderKernels {
     matmul(x, rows, w.inDim, w.w, w.outDim, y, w.bias);
   }
 
-  attention(
-    q: Float32Array, qRow: number, n: number, past: number, keys: Float32Array, values: Float32Array,
-    capacity: number, numHeads: number, numKvHeads: number, headDim: number, out: Float32Array,
-  ): void {
-    // Four query rows at a time keep four rows of float64 scores.
+  /** The float32 `scores` scratch goes unused: four query rows at a time keep four rows of float64 scores here. */
+  attention(...[q, qRow, n, past, keys, values, capacity, numHeads, numKvHeads, headDim, out]: [...AttentionOperands, scores?: Float32Array]): void {
     if (this.scores.length < 4 * (past + n)) this.scores = new Float64Array(4 * (past + n));
     attention(q, qRow, n, past, keys, values, capacity, numHeads, numKvHeads, headDim, out, this.scores);
   }

@@ -1,4 +1,5 @@
-import { BackendError, CpuKvCache, type HeadBlock, type KvCacheLayout, type RopePairing, type RotaryTables, rotateBlocks } from '@ropeswitch/core';
+import { BackendError, CpuKvCache, type KvCacheLayout, rotateBlocks } from '@ropeswitch/core';
+import type { AttentionOperands } from '../attention.js';
 import type { DecoderKernels, LinearWeights } from '../decoder-kernels.js';
 import { WasmArena } from './wasm-arena.js';
 import { type WasmMemory, webAssembly } from './webassembly-api.js';
@@ -105,10 +106,7 @@ export class WasmKernels implements DecoderKernels {
     this.kernels().linear(this.ptr(x), rows, w.inDim, w.weights, w.outDim, this.ptr(y), w.bias);
   }
 
-  attention(
-    q: Float32Array, qRow: number, n: number, past: number, keys: Float32Array, values: Float32Array,
-    capacity: number, numHeads: number, numKvHeads: number, headDim: number, out: Float32Array, scores: Float32Array,
-  ): void {
+  attention(...[q, qRow, n, past, keys, values, capacity, numHeads, numKvHeads, headDim, out, scores]: [...AttentionOperands, scores: Float32Array]): void {
     const row = 4 * qRow * numHeads * headDim;
     this.kernels().attention(this.ptr(q) + row, n, past, this.ptr(keys), this.ptr(values), capacity, numHeads, numKvHeads, headDim, this.ptr(out) + row, this.ptr(scores));
   }
@@ -126,14 +124,7 @@ export class WasmKernels implements DecoderKernels {
    * tables and row indices are copied in: a few hundred KiB against a pass over the whole key
    * cache); blocks elsewhere go to the TypeScript kernel.
    */
-  readonly rotateBlocks = (
-    blocks: readonly HeadBlock[],
-    count: number,
-    stride: number,
-    pairing: RopePairing,
-    tables: RotaryTables,
-    rows: ArrayLike<number>,
-  ): void => {
+  readonly rotateBlocks: typeof rotateBlocks = (blocks, count, stride, pairing, tables, rows) => {
     const buffer = this.storage.memory.buffer;
     if (!this.exports || blocks.some((b) => b.data.buffer !== buffer)) {
       rotateBlocks(blocks, count, stride, pairing, tables, rows);
