@@ -3,26 +3,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { POLICY_NAMES } from '@ropeswitch/policies';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type BenchReport, BUILTIN_MODEL, builtinModelDir, createProgress, main, tinyModelConfig } from '../packages/cli/src/index.js';
+import { type BenchReport, BUILTIN_MODEL, builtinModelDir, createProgress, tinyModelConfig } from '../packages/cli/src/index.js';
 import { hfDir } from './support/fixtures.js';
+import { type CliRun, runCli } from './support/run-cli.js';
 
 // `ropeswitch bench --quick` in-process (the L = 256 built-in model, one timed repeat, 10 copy
 // sequences per n): the files, the report's shape, what exact and stale policies must show against
 // the oracle, the cost counters, the copy-task table, and usage errors. Timings on a shared CI
 // machine are noisy: only differences of an order of magnitude are checked.
-
-interface Run {
-  readonly code: number;
-  readonly stdout: string;
-  readonly stderr: string;
-}
-
-async function run(argv: string[]): Promise<Run> {
-  let stdout = '';
-  let stderr = '';
-  const code = await main(argv, { stdout: (t) => (stdout += t), stderr: (t) => (stderr += t) });
-  return { code, stdout, stderr };
-}
 
 const EXACT = ['re-prefill', 'shadow-prefill', 'pre-estimate'] as const;
 const tempDirs: string[] = [];
@@ -36,11 +24,11 @@ afterAll(async () => {
 });
 
 let out: string;
-let quick: Run;
+let quick: CliRun;
 let report: BenchReport;
 beforeAll(async () => {
   out = await tempDir();
-  quick = await run(['bench', '--quick', '--out', out]);
+  quick = await runCli(['bench', '--quick', '--out', out]);
   report = JSON.parse(await readFile(join(out, 'report.json'), 'utf8')) as BenchReport;
 }, 120_000);
 
@@ -182,7 +170,7 @@ describe('ropeswitch bench --quick', () => {
 describe('ropeswitch bench, other models and options', () => {
   it('always runs stale (the reference of every ratio) and only the scenarios asked', async () => {
     const dir = await tempDir();
-    const r = await run(['bench', '--quick', '--scenarios', 'near', '--policies', 're-prefill', '--no-task', '--new-tokens', '4', '--out', dir]);
+    const r = await runCli(['bench', '--quick', '--scenarios', 'near', '--policies', 're-prefill', '--no-task', '--new-tokens', '4', '--out', dir]);
     expect(r.code, r.stderr).toBe(0);
     const small = JSON.parse(await readFile(join(dir, 'report.json'), 'utf8')) as BenchReport;
     expect(small.settings.policies).toEqual(['stale', 're-prefill']);
@@ -193,7 +181,7 @@ describe('ropeswitch bench, other models and options', () => {
 
   it('dynamic NTK (a regime per length): a sparse oracle, re-prefill exact at every compared step', async () => {
     const dir = await tempDir();
-    const r = await run(['bench', '--model', `${hfDir}seed4-llama-dynamic`, '--quick', '--no-task', '--policies', 're-prefill,shadow-prefill', '--out', dir]);
+    const r = await runCli(['bench', '--model', `${hfDir}seed4-llama-dynamic`, '--quick', '--no-task', '--policies', 're-prefill,shadow-prefill', '--out', dir]);
     expect(r.code, r.stderr).toBe(0);
     const dyn = JSON.parse(await readFile(join(dir, 'report.json'), 'utf8')) as BenchReport;
     expect(dyn.model.ropeType).toBe('dynamic');
@@ -207,7 +195,7 @@ describe('ropeswitch bench, other models and options', () => {
     expect(await builtinModelDir(BUILTIN_MODEL)).toBe(dir);
     const config = JSON.parse(await readFile(join(dir, 'config.json'), 'utf8')) as { original_max_position_embeddings: number; max_position_embeddings: number };
     expect(config).toMatchObject({ original_max_position_embeddings: 4096, max_position_embeddings: 131072 });
-    const r = await run(['logits', '--model', 'builtin', '--ids', '1,2,3']);
+    const r = await runCli(['logits', '--model', 'builtin', '--ids', '1,2,3']);
     expect(r.code, r.stderr).toBe(0);
     expect((JSON.parse(r.stdout) as { logits: number[][] }).logits[0]).toHaveLength(128);
   });
@@ -239,7 +227,7 @@ describe('ropeswitch bench usage errors (exit 2, one line, nothing run)', () => 
     ['more new tokens than the model has positions', ['--model', 'trained', '--new-tokens', '500'], /runs past the model's 256 positions \(L = 64\); use at most 192/],
   ];
   it.each(cases)('%s', async (_what, args, message) => {
-    const r = await run(['bench', ...args]);
+    const r = await runCli(['bench', ...args]);
     expect(r.code, r.stderr).toBe(2);
     expect(r.stdout).toBe('');
     expect(r.stderr).toMatch(/^ropeswitch: [^\n]+\n$/);
@@ -252,13 +240,13 @@ describe('ropeswitch bench usage errors (exit 2, one line, nothing run)', () => 
     delete config.rope_scaling;
     delete config.original_max_position_embeddings;
     await writeFile(join(dir, 'config.json'), JSON.stringify(config));
-    const r = await run(['bench', '--model', dir]);
+    const r = await runCli(['bench', '--model', dir]);
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/^ropeswitch: bench: the model's RoPE \(default\) never changes with the length/);
   });
 
   it('--help lists the bench command', async () => {
-    const r = await run(['--help']);
+    const r = await runCli(['--help']);
     expect(r.stdout).toContain('ropeswitch bench [--model DIR|builtin|trained]');
   });
 });

@@ -2,8 +2,9 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { type BenchReport, type DemoResult, main } from '../packages/cli/src/index.js';
+import type { BenchReport, DemoResult } from '../packages/cli/src/index.js';
 import { hfDir, inputIds, maxAbsDiff, readExpected } from './support/fixtures.js';
+import { runCli } from './support/run-cli.js';
 
 // `--backend onnxruntime` and `--backend webgpu` on every command that runs a model, in-process.
 // Logit tolerances are each backend's conformance bar (onnxruntime 1e-4, WebGPU on the software
@@ -12,13 +13,6 @@ const BACKENDS = [
   { name: 'onnxruntime', tol: 1e-4 },
   { name: 'webgpu', tol: 1e-3 },
 ] as const;
-
-async function run(argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  let stdout = '';
-  let stderr = '';
-  const code = await main(argv, { stdout: (t) => (stdout += t), stderr: (t) => (stderr += t) });
-  return { code, stdout, stderr };
-}
 
 const tempDirs: string[] = [];
 afterAll(async () => {
@@ -30,7 +24,7 @@ describe.each(BACKENDS)('--backend $name', ({ name, tol }) => {
   const seed1 = `${hfDir}seed1-gqa`;
 
   it('logits: the last rows past the threshold, as HF computes them', async () => {
-    const r = await run(['logits', '--backend', name, '--model', seed1, '--ids', inputIds(e, e.full_forward_long).join(','), '--last', '2']);
+    const r = await runCli(['logits', '--backend', name, '--model', seed1, '--ids', inputIds(e, e.full_forward_long).join(','), '--last', '2']);
     expect(r.code, r.stderr).toBe(0);
     const { logits } = JSON.parse(r.stdout) as { logits: number[][] };
     expect(logits).toHaveLength(2);
@@ -39,7 +33,7 @@ describe.each(BACKENDS)('--backend $name', ({ name, tol }) => {
 
   it('generate --policy re-prefill: HF generate()’s tokens and logits across the crossing, one re-prefill event', async () => {
     const n = e.greedy_hf.max_new_tokens;
-    const r = await run(['generate', '--backend', name, '--model', seed1, '--ids', e.prompt.join(','), '--max-new-tokens', String(n), '--policy', 're-prefill', '--json']);
+    const r = await runCli(['generate', '--backend', name, '--model', seed1, '--ids', e.prompt.join(','), '--max-new-tokens', String(n), '--policy', 're-prefill', '--json']);
     expect(r.code, r.stderr).toBe(0);
     const out = JSON.parse(r.stdout) as { tokens: number[]; logits: number[][]; events: { type: string }[] };
     expect(out.tokens).toEqual(e.greedy_hf.tokens);
@@ -48,7 +42,7 @@ describe.each(BACKENDS)('--backend $name', ({ name, tol }) => {
   });
 
   it('demo: the exact policies copy like the oracle, the stale cache breaks after the crossing', async () => {
-    const r = await run(['demo', '--backend', name, '--json']);
+    const r = await runCli(['demo', '--backend', name, '--json']);
     expect(r.code, r.stderr).toBe(0);
     const result = JSON.parse(r.stdout) as DemoResult;
     const byName = new Map(result.runs.map((x) => [x.name, x]));
@@ -63,7 +57,7 @@ describe('bench --backends reference,onnxruntime,webgpu', () => {
   it('runs every backend on the same scenario, each re-prefill exact against its own oracle', async () => {
     const out = await mkdtemp(join(tmpdir(), 'ropeswitch-cli-backends-'));
     tempDirs.push(out);
-    const r = await run(['bench', '--quick', '--backends', 'reference,onnxruntime,webgpu', '--scenarios', 'near', '--policies', 're-prefill', '--no-task', '--new-tokens', '4', '--out', out]);
+    const r = await runCli(['bench', '--quick', '--backends', 'reference,onnxruntime,webgpu', '--scenarios', 'near', '--policies', 're-prefill', '--no-task', '--new-tokens', '4', '--out', out]);
     expect(r.code, r.stderr).toBe(0);
     const report = JSON.parse(await readFile(join(out, 'report.json'), 'utf8')) as BenchReport;
     expect(report.settings.backends).toEqual(['reference', 'onnxruntime', 'webgpu']);

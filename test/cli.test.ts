@@ -6,8 +6,9 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { type TensorDtype, loadWeights, parseModelConfig } from '@ropeswitch/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type DemoResult, formatDemo, main, usage } from '../packages/cli/src/index.js';
+import { type DemoResult, formatDemo, usage } from '../packages/cli/src/index.js';
 import { hfDir, inputIds, maxAbsDiff, readExpected } from './support/fixtures.js';
+import { type CliRun, runCli } from './support/run-cli.js';
 
 // The `ropeswitch` command line, run in-process through `main(argv, io)` with captured output,
 // plus one run of the built binary. Logits are compared with HF's at the fixtures' 1e-4.
@@ -15,21 +16,8 @@ const LOGIT_TOL = 1e-4;
 const repoRoot = fileURLToPath(new URL('..', import.meta.url));
 const seed1 = `${hfDir}seed1-gqa`;
 
-interface Run {
-  readonly code: number;
-  readonly stdout: string;
-  readonly stderr: string;
-}
-
-async function run(argv: string[]): Promise<Run> {
-  let stdout = '';
-  let stderr = '';
-  const code = await main(argv, { stdout: (t) => (stdout += t), stderr: (t) => (stderr += t) });
-  return { code, stdout, stderr };
-}
-
 /** A failed command: the exit code, nothing on stdout, one `ropeswitch: …` line on stderr and no stack. */
-function expectFailure(r: Run, code: 1 | 2): string {
+function expectFailure(r: CliRun, code: 1 | 2): string {
   expect(r.code, r.stderr).toBe(code);
   expect(r.stdout).toBe('');
   expect(r.stderr).toMatch(/^ropeswitch: [^\n]+\n$/);
@@ -76,7 +64,7 @@ describe('make-tiny', () => {
 
   async function makeTiny(...extra: string[]): Promise<string> {
     const out = await tempDir();
-    const r = await run(['make-tiny', '--out', out, ...shape, ...extra]);
+    const r = await runCli(['make-tiny', '--out', out, ...shape, ...extra]);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stderr).toBe('');
     expect(r.stdout).toContain(out);
@@ -135,7 +123,7 @@ describe('make-tiny', () => {
       await weights.close();
     }
     // The model the command wrote runs: one row of the vocabulary size it asked for.
-    const r = await run(['logits', '--model', out, '--ids', '1,2,96']);
+    const r = await runCli(['logits', '--model', out, '--ids', '1,2,96']);
     expect(r.code, r.stderr).toBe(0);
     const { logits } = oneJsonLine(r.stdout) as { logits: number[][] };
     expect(logits).toHaveLength(1);
@@ -147,7 +135,7 @@ describe('logits', () => {
   const e = readExpected('seed1-gqa');
 
   it('prints one JSON line with the last position of the prompt, as HF computes it', async () => {
-    const r = await run(['logits', '--model', seed1, '--ids', inputIds(e, e.full_forward_short).join(',')]);
+    const r = await runCli(['logits', '--model', seed1, '--ids', inputIds(e, e.full_forward_short).join(',')]);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stderr).toBe('');
     const json = oneJsonLine(r.stdout) as { logits: number[][] };
@@ -159,7 +147,7 @@ describe('logits', () => {
 
   it('--last 3 gives the last three rows past the threshold', async () => {
     const ids = inputIds(e, e.full_forward_long);
-    const r = await run(['logits', '--model', seed1, '--ids', ids.join(','), '--last', '3']);
+    const r = await runCli(['logits', '--model', seed1, '--ids', ids.join(','), '--last', '3']);
     expect(r.code, r.stderr).toBe(0);
     const { logits } = oneJsonLine(r.stdout) as { logits: number[][] };
     const expected = e.full_forward_long.logits.slice(-3);
@@ -180,7 +168,7 @@ describe('generate', () => {
   }
 
   async function generateJson(name: string, prompt: number[], maxNewTokens: number): Promise<GenerateJson> {
-    const r = await run(['generate', '--model', `${hfDir}${name}`, '--ids', prompt.join(','), '--max-new-tokens', String(maxNewTokens), '--json']);
+    const r = await runCli(['generate', '--model', `${hfDir}${name}`, '--ids', prompt.join(','), '--max-new-tokens', String(maxNewTokens), '--json']);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stderr).toBe('');
     return oneJsonLine(r.stdout) as GenerateJson;
@@ -210,7 +198,7 @@ describe('generate', () => {
 
   it('prints readable text that names the crossing step', async () => {
     const e = readExpected('seed1-gqa');
-    const r = await run(['generate', '--model', seed1, '--ids', e.prompt.join(','), '--max-new-tokens', '16']);
+    const r = await runCli(['generate', '--model', seed1, '--ids', e.prompt.join(','), '--max-new-tokens', '16']);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stderr).toBe('');
     expect(() => JSON.parse(r.stdout) as unknown).toThrow();
@@ -223,7 +211,7 @@ describe('generate', () => {
   it('reports no crossing when no forward ran past the threshold', async () => {
     // 5 new tokens after a 28-token prompt: forwards over 28…32 tokens, all in the short regime.
     const e = readExpected('seed1-gqa');
-    const r = await run(['generate', '--model', seed1, '--ids', e.prompt.join(','), '--max-new-tokens', '5']);
+    const r = await runCli(['generate', '--model', seed1, '--ids', e.prompt.join(','), '--max-new-tokens', '5']);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toContain(`generated (5 tokens, policy stale): ${e.greedy_stale!.tokens.slice(0, 5).join(' ')}`);
     expect(r.stdout).not.toContain('crossed');
@@ -232,7 +220,7 @@ describe('generate', () => {
   type PolicyJson = Omit<GenerateJson, 'events'> & { events: { type: string; policy: string; atLength: number }[] };
   async function policyJson(policy: string): Promise<PolicyJson> {
     const e = readExpected('seed1-gqa');
-    const r = await run(['generate', '--model', seed1, '--ids', e.prompt.join(','), '--max-new-tokens', '16', '--policy', policy, '--json']);
+    const r = await runCli(['generate', '--model', seed1, '--ids', e.prompt.join(','), '--max-new-tokens', '16', '--policy', policy, '--json']);
     expect(r.code, r.stderr).toBe(0);
     return oneJsonLine(r.stdout) as PolicyJson;
   }
@@ -265,19 +253,19 @@ describe('generate', () => {
     const out = await policyJson('rerotate');
     expect(out.events.map((x) => x.type)).toEqual(['rerotate']);
     const e = readExpected('seed1-gqa');
-    const r = await run(['generate', '--model', seed1, '--ids', e.prompt.join(','), '--max-new-tokens', '16', '--policy', 'rerotate']);
+    const r = await runCli(['generate', '--model', seed1, '--ids', e.prompt.join(','), '--max-new-tokens', '16', '--policy', 'rerotate']);
     expect(r.stdout).toContain('event at length 33: rotated 32 cached keys longrope:short → longrope:long on the backend (rerotate)');
   });
 
   it('--temperature with --seed samples reproducibly; --top-k 1 is greedy', async () => {
     const e = readExpected('seed8-phi3-short-only');
     const base = ['generate', '--model', `${hfDir}seed8-phi3-short-only`, '--ids', e.prompt.join(','), '--max-new-tokens', '8', '--json'];
-    const a = oneJsonLine((await run([...base, '--temperature', '1.5', '--seed', '7'])).stdout) as GenerateJson;
-    const b = oneJsonLine((await run([...base, '--temperature', '1.5', '--seed', '7'])).stdout) as GenerateJson;
-    const c = oneJsonLine((await run([...base, '--temperature', '1.5', '--seed', '8'])).stdout) as GenerateJson;
+    const a = oneJsonLine((await runCli([...base, '--temperature', '1.5', '--seed', '7'])).stdout) as GenerateJson;
+    const b = oneJsonLine((await runCli([...base, '--temperature', '1.5', '--seed', '7'])).stdout) as GenerateJson;
+    const c = oneJsonLine((await runCli([...base, '--temperature', '1.5', '--seed', '8'])).stdout) as GenerateJson;
     expect(a.tokens).toEqual(b.tokens);
     expect(c.tokens).not.toEqual(a.tokens);
-    const k1 = oneJsonLine((await run([...base, '--temperature', '1.5', '--top-k', '1', '--seed', '3'])).stdout) as GenerateJson;
+    const k1 = oneJsonLine((await runCli([...base, '--temperature', '1.5', '--top-k', '1', '--seed', '3'])).stdout) as GenerateJson;
     expect(k1.tokens).toEqual(e.greedy_hf.tokens);
   });
 
@@ -299,7 +287,7 @@ describe('generate', () => {
     );
     const e = readExpected('seed8-phi3-short-only');
     const text = e.prompt.map((id) => `w${id}`).join(' ');
-    const r = await run(['generate', '--model', dir, '--prompt', text, '--max-new-tokens', '8', '--json']);
+    const r = await runCli(['generate', '--model', dir, '--prompt', text, '--max-new-tokens', '8', '--json']);
     expect(r.code, r.stderr).toBe(0);
     const out = oneJsonLine(r.stdout) as GenerateJson & { text: string };
     expect(out.tokens).toEqual(e.greedy_hf.tokens);
@@ -307,13 +295,13 @@ describe('generate', () => {
   });
 
   it('--prompt without a tokenizer.json: exit code 2, pointing to --ids', async () => {
-    expect(expectFailure(await run(['generate', '--model', seed1, '--prompt', 'hello', '--max-new-tokens', '2']), 2)).toContain('--ids');
+    expect(expectFailure(await runCli(['generate', '--model', seed1, '--prompt', 'hello', '--max-new-tokens', '2']), 2)).toContain('--ids');
   });
 });
 
 describe('demo', () => {
   it('--json: the oracle copies everything, the stale cache breaks at or after the crossing', async () => {
-    const r = await run(['demo', '--json']);
+    const r = await runCli(['demo', '--json']);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stderr).toBe('');
     const result = oneJsonLine(r.stdout) as DemoResult;
@@ -342,16 +330,16 @@ describe('demo', () => {
   });
 
   it('refuses a copy whose prompt is already past the threshold', async () => {
-    expect(expectFailure(await run(['demo', '--n', '70']), 2)).toContain('threshold');
+    expect(expectFailure(await runCli(['demo', '--n', '70']), 2)).toContain('threshold');
   });
 
   it('refuses a copy too short to reach the threshold', async () => {
     // n = 10: prompt 12, copy 11 tokens, so the longest forward has 22 tokens, far below 64.
-    expect(expectFailure(await run(['demo', '--n', '10', '--json']), 2)).toContain('does not cross');
+    expect(expectFailure(await runCli(['demo', '--n', '10', '--json']), 2)).toContain('does not cross');
     // Step i's forward covers prompt + i tokens. n = 31: the last forward has 33 + 31 = 64 tokens, never
     // past 64. n = 32: prompt 34, the forward of step 31 has 65 tokens, one step before the copy ends.
-    expectFailure(await run(['demo', '--n', '31', '--json']), 2);
-    const edge = oneJsonLine((await run(['demo', '--n', '32', '--json'])).stdout) as DemoResult;
+    expectFailure(await runCli(['demo', '--n', '31', '--json']), 2);
+    const edge = oneJsonLine((await runCli(['demo', '--n', '32', '--json'])).stdout) as DemoResult;
     expect(edge.crossingStep).toBe(31);
     expect(edge.crossingStep).toBeLessThan(edge.target.length);
   });
@@ -359,13 +347,13 @@ describe('demo', () => {
 
 describe('errors', () => {
   it('no arguments: a one-line usage error naming the commands, exit code 2', async () => {
-    const message = expectFailure(await run([]), 2);
+    const message = expectFailure(await runCli([]), 2);
     expect(message).toContain('no command given');
     expect(message).toContain('make-tiny');
   });
 
   it('--help: usage on stdout and exit code 0', async () => {
-    const r = await run(['--help']);
+    const r = await runCli(['--help']);
     expect(r.code).toBe(0);
     expect(r.stdout).toBe(`${usage}\n`);
     expect(r.stderr).toBe('');
@@ -392,23 +380,23 @@ describe('errors', () => {
     ['unknown --backend', ['logits', ...model, ...ids, '--backend', 'bogus'], "--backend must be one of reference, onnxruntime, webgpu, got 'bogus'"],
     ['--dtype f64', ['make-tiny', '--out', join(tmpdir(), 'ropeswitch-never-written'), '--dtype', 'f64'], "--dtype must be one of f32, f16, bf16, got 'f64'"],
   ])('%s: exit code 2, one line', async (_, argv, mention) => {
-    expect(expectFailure(await run(argv), 2)).toContain(mention);
+    expect(expectFailure(await runCli(argv), 2)).toContain(mention);
   });
 
   it('a model folder that does not exist: exit code 1', async () => {
     const missing = join(tmpdir(), 'ropeswitch-no-such-model-dir');
-    expect(expectFailure(await run(['logits', '--model', missing, ...ids]), 1)).toContain(missing);
+    expect(expectFailure(await runCli(['logits', '--model', missing, ...ids]), 1)).toContain(missing);
   });
 
   it('an id outside the vocabulary: exit code 1', async () => {
-    expect(expectFailure(await run(['logits', ...model, '--ids', '1,128']), 1)).toContain('vocabulary');
-    expect(expectFailure(await run(['generate', ...model, '--ids', '500', '--max-new-tokens', '1']), 1)).toContain('vocabulary');
+    expect(expectFailure(await runCli(['logits', ...model, '--ids', '1,128']), 1)).toContain('vocabulary');
+    expect(expectFailure(await runCli(['generate', ...model, '--ids', '500', '--max-new-tokens', '1']), 1)).toContain('vocabulary');
   });
 
   it('a malformed config.json: exit code 1', async () => {
     const dir = await copyFixture('seed1-gqa');
     await writeFile(join(dir, 'config.json'), '{"model_type": "phi3",\n  "vocab_size": \n');
-    expect(expectFailure(await run(['logits', '--model', dir, ...ids]), 1)).toContain('config.json');
+    expect(expectFailure(await runCli(['logits', '--model', dir, ...ids]), 1)).toContain('config.json');
   });
 
   it('a truncated model.safetensors: exit code 1', async () => {
@@ -416,7 +404,7 @@ describe('errors', () => {
     const bytes = await readFile(join(dir, 'model.safetensors'));
     for (const length of [0, 5, 100, bytes.length >> 1, bytes.length - 1]) {
       await writeFile(join(dir, 'model.safetensors'), bytes.subarray(0, length));
-      expect(expectFailure(await run(['logits', '--model', dir, ...ids]), 1), `truncated to ${length} bytes`).toContain('model.safetensors');
+      expect(expectFailure(await runCli(['logits', '--model', dir, ...ids]), 1), `truncated to ${length} bytes`).toContain('model.safetensors');
     }
   });
 
@@ -425,13 +413,13 @@ describe('errors', () => {
     const json = JSON.parse(await readFile(join(dir, 'config.json'), 'utf8')) as { rope_scaling: { long_factor: number[] } };
     json.rope_scaling.long_factor = json.rope_scaling.long_factor.slice(1);
     await writeFile(join(dir, 'config.json'), JSON.stringify(json));
-    expect(expectFailure(await run(['generate', '--model', dir, ...ids, '--max-new-tokens', '1']), 1)).toContain('rope_scaling.long_factor');
+    expect(expectFailure(await runCli(['generate', '--model', dir, ...ids, '--max-new-tokens', '1']), 1)).toContain('rope_scaling.long_factor');
   });
 
   it('ROPESWITCH_DEBUG adds the stack trace before the one-line message', async () => {
     process.env.ROPESWITCH_DEBUG = '1';
     try {
-      const r = await run(['logits', ...model, '--ids', '1,128']);
+      const r = await runCli(['logits', ...model, '--ids', '1,128']);
       expect(r.code).toBe(1);
       expect(r.stderr).toContain('    at ');
       expect(r.stderr).toMatch(/\nropeswitch: [^\n]*vocabulary[^\n]*\n$/);

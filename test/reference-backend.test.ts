@@ -21,6 +21,7 @@ import {
 import { ReferenceBackend } from '@ropeswitch/backend-reference';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SeededRandom, writeRandomCheckpoint } from '../packages/cli/src/index.js';
+import { TINY_BASE_JSON, TINY_LONGROPE_JSON, snapshotByLayer } from '../packages/policies/src/test-support/tiny-longrope.js';
 import { maxAbsDiff } from './support/fixtures.js';
 
 /** A seeded uniform [0, 1) source. */
@@ -32,31 +33,12 @@ function seeded(seed: number): () => number {
 // ---------------------------------------------------------------------------------------------
 // Tiny seeded models
 
-const BASE = {
-  vocab_size: 40,
-  hidden_size: 32,
-  intermediate_size: 48,
-  num_hidden_layers: 2,
-  num_attention_heads: 4,
-  num_key_value_heads: 2,
-  head_dim: 8,
-  rope_theta: 10000,
-  rms_norm_eps: 1e-5,
-};
-
-/** Phi-3 with LongRoPE: fused projections, separate lm_head, L = 16, M = 64. */
-const PHI3 = {
-  ...BASE,
-  model_type: 'phi3',
-  max_position_embeddings: 64,
-  original_max_position_embeddings: 16,
-  tie_word_embeddings: false,
-  rope_scaling: { type: 'longrope', short_factor: [1.0, 1.2, 1.5, 2.0], long_factor: [2.0, 4.0, 7.0, 11.0] },
-};
+/** Phi-3 with LongRoPE (fused projections, separate lm_head, L = 16, M = 64): the policy tests' tiny model. */
+const PHI3 = TINY_LONGROPE_JSON;
 
 /** Llama with split projections, tied embeddings, q/k/v biases (qwen2-style) and MLP biases; dynamic NTK past 32. */
 const LLAMA = {
-  ...BASE,
+  ...TINY_BASE_JSON,
   model_type: 'llama',
   max_position_embeddings: 32,
   tie_word_embeddings: true,
@@ -74,7 +56,7 @@ const PARTIAL = {
 
 /** GPT-J style pairing with a static (linear) schedule. */
 const INTERLEAVED = {
-  ...BASE,
+  ...TINY_BASE_JSON,
   model_type: 'llama',
   max_position_embeddings: 64,
   rope_interleaved: true,
@@ -170,33 +152,6 @@ async function run(m: Model, cache: KvCache, tokens: ArrayLike<number>, regime: 
   return result.rows[0]!.data;
 }
 
-/** Everything visible in a CPU cache: tokens, positions, regime spans, keys and values of every layer. */
-function snapshot(cache: KvCache) {
-  const c = cache as CpuKvCache;
-  const { numLayers, numKvHeads, headDim } = c.layout;
-  const keys: number[][] = [];
-  const values: number[][] = [];
-  for (let l = 0; l < numLayers; l++) {
-    const k: number[] = [];
-    const v: number[] = [];
-    for (let h = 0; h < numKvHeads; h++) {
-      const from = c.offset(h, 0);
-      k.push(...c.keys(l).subarray(from, from + c.length * headDim));
-      v.push(...c.values(l).subarray(from, from + c.length * headDim));
-    }
-    keys.push(k);
-    values.push(v);
-  }
-  return {
-    length: c.length,
-    tokens: Array.from(c.tokens()),
-    positions: Array.from(c.positions()),
-    spans: c.regimeSpans().map((s) => [s.start, s.end, s.regime.id]),
-    keys,
-    values,
-  };
-}
-
 /** Layer `layer`'s visible keys of one kv head. */
 function headKeys(cache: KvCache, layer: number, head: number): Float32Array {
   const c = cache as CpuKvCache;
@@ -255,8 +210,8 @@ describe.each(MODEL_NAMES)('reference backend, %s model', (name) => {
       expect(maxAbsDiff(concat(parts), expected), `case ${k}: n = ${n}, prefill = ${prefill}, ${regime.id}`).toBeLessThanOrEqual(1e-4);
 
       // Both caches hold the same tokens, positions, regime and keys/values.
-      const a = snapshot(cache);
-      const b = snapshot(full);
+      const a = snapshotByLayer(cache);
+      const b = snapshotByLayer(full);
       expect(a.tokens).toEqual(ids);
       expect(a.positions).toEqual(Array.from(range(0, n)));
       expect(a.spans).toEqual([[0, n, regime.id]]);
@@ -299,7 +254,7 @@ describe.each(MODEL_NAMES)('reference backend, %s model', (name) => {
         expect(got.vocabSize).toBe(vocab);
         expect(got.data.length).toBe(row.logits! * vocab);
         expect(maxAbsDiff(got.data, want.data), `case ${k} row ${r}`).toBeLessThanOrEqual(1e-6);
-        expect(snapshot(caches[r]!)).toEqual(snapshot(alone[r]!));
+        expect(snapshotByLayer(caches[r]!)).toEqual(snapshotByLayer(alone[r]!));
       }
     }
   });
@@ -316,12 +271,12 @@ describe.each(MODEL_NAMES)('reference backend, %s model', (name) => {
       const split = rand() < 0.5 ? n : randInt(rand, 1, n - 1);
       await run(m, cache, ids.slice(0, split), m.before, 0);
       if (split < n) await run(m, cache, ids.slice(split), m.after, 0);
-      const valuesBefore = snapshot(cache).values;
+      const valuesBefore = snapshotByLayer(cache).values;
       // To long, then (the mixed case's long tail included) back to short: both must land on a fresh prefill.
       for (const to of [m.after, m.before]) {
         await m.backend.rerotateKeys(cache, to);
         expect(cache.uniformRegime()).toBe(to);
-        expect(snapshot(cache).values).toEqual(valuesBefore);
+        expect(snapshotByLayer(cache).values).toEqual(valuesBefore);
         expect(Array.from(cache.positions())).toEqual(Array.from(range(0, n)));
 
         const fresh = m.backend.createCache();
@@ -402,11 +357,11 @@ describe('reference backend: rerotation sanity', () => {
     const m = model('partial'); // r = 4: two pairs
     const cache = m.backend.createCache();
     await run(m, cache, [1, 2, 3, 4], m.before, 0);
-    const before = snapshot(cache);
+    const before = snapshotByLayer(cache);
     const wrong = model('phi3').after; // four pairs
     await expectRejects(m.backend.rerotateKeys(cache, wrong), BackendError);
-    expect(snapshot(cache)).toEqual(before);
-    expect(snapshot(cache).keys.flat().every(Number.isFinite)).toBe(true);
+    expect(snapshotByLayer(cache)).toEqual(before);
+    expect(snapshotByLayer(cache).keys.flat().every(Number.isFinite)).toBe(true);
   });
 
   it('prepareRerotation ahead of the crossing changes no key bits: the rotation equals a cold one', async () => {
@@ -424,7 +379,7 @@ describe('reference backend: rerotation sanity', () => {
     await prepared.prepareRerotation(m.before, m.after, 16);
     await m.backend.rerotateKeys(cold, m.after);
     await prepared.rerotateKeys(warm, m.after);
-    expect(snapshot(warm)).toEqual(snapshot(cold));
+    expect(snapshotByLayer(warm)).toEqual(snapshotByLayer(cold));
     expect(warm.uniformRegime()).toBe(m.after);
     await prepared.dispose();
   });
@@ -488,13 +443,13 @@ describe('reference backend: a failed forward changes no cache', () => {
     caches.map((cache, i) => ({ tokens: tokens[i]!, positions: range(cache.length, tokens[i]!.length), cache, regime: i === 0 ? m.after : m.before }));
 
   /** After the failure, each cache must behave exactly as an untouched clone of it does. */
-  async function expectUntouched(m: Model, caches: KvCache[], clones: KvCache[], before: ReturnType<typeof snapshot>[]) {
-    caches.forEach((c, i) => expect(snapshot(c), `cache ${i}`).toEqual(before[i]));
+  async function expectUntouched(m: Model, caches: KvCache[], clones: KvCache[], before: ReturnType<typeof snapshotByLayer>[]) {
+    caches.forEach((c, i) => expect(snapshotByLayer(c), `cache ${i}`).toEqual(before[i]));
     for (let i = 0; i < caches.length; i++) {
       const got = await run(m, caches[i]!, [7, 8], m.after, 2);
       const want = await run(m, clones[i]!, [7, 8], m.after, 2);
       expect(maxAbsDiff(got, want)).toBe(0);
-      expect(snapshot(caches[i]!)).toEqual(snapshot(clones[i]!));
+      expect(snapshotByLayer(caches[i]!)).toEqual(snapshotByLayer(clones[i]!));
     }
   }
 
@@ -503,7 +458,7 @@ describe('reference backend: a failed forward changes no cache', () => {
       const m = model(name);
       const caches = await twoCaches(m);
       const clones = caches.map((c) => c.clone());
-      const before = caches.map(snapshot);
+      const before = caches.map(snapshotByLayer);
       const controller = new AbortController();
       controller.abort();
       let caught: unknown;
@@ -524,7 +479,7 @@ describe('reference backend: a failed forward changes no cache', () => {
       for (let stopAt = 1; stopAt < 20; stopAt++) {
         const caches = await twoCaches(m);
         const clones = caches.map((c) => c.clone());
-        const before = caches.map(snapshot);
+        const before = caches.map(snapshotByLayer);
         let checks = 0;
         const signal = {
           aborted: false,
@@ -554,7 +509,7 @@ describe('reference backend: a failed forward changes no cache', () => {
       const m = model(name);
       const caches = await twoCaches(m);
       const clones = caches.map((c) => c.clone());
-      const before = caches.map(snapshot);
+      const before = caches.map(snapshotByLayer);
       await expectRejects(m.backend.forward({ rows: rowsFor(m, caches, [[1, 2, 3], [40]]) }), BackendError, 'token-out-of-range');
       // A cache of a foreign type in the last row fails after the first row's cache was reserved (grown).
       const foreign = fakeCache(caches[0]!.layout);
@@ -602,7 +557,7 @@ describe('reference backend: logits option', () => {
     const r4 = await run(m, c4, ids.slice(0, 4), m.before, 1);
     expect(maxAbsDiff(rn.rows[0]!.data.subarray(3 * V, 4 * V), r4)).toBeLessThanOrEqual(1e-5);
 
-    for (const c of [c0, cDefault, c1, cn]) expect(snapshot(c)).toEqual(snapshot(cn));
+    for (const c of [c0, cDefault, c1, cn]) expect(snapshotByLayer(c)).toEqual(snapshotByLayer(cn));
   });
 });
 

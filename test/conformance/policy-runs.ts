@@ -18,6 +18,8 @@ import {
 } from '@ropeswitch/core';
 import type { HfExpected } from '../support/fixtures.js';
 
+export { pinnedSchedule } from '../../packages/policies/src/test-support/pinned-schedule.js';
+
 /** Reads the keys of one layer of a cache, `[kvHead][index][headDim]` for its `length` indices. */
 export type LayerKeyReader = (cache: KvCache, layer: number) => Float32Array | Promise<Float32Array>;
 
@@ -35,18 +37,6 @@ export function readCpuLayerKeys(cache: KvCache, layer: number): Float32Array {
     out.set(all.subarray(from, from + n * headDim), h * n * headDim);
   }
   return out;
-}
-
-/** A schedule that answers `regime` for every length (an oracle under a chosen regime). */
-export function pinnedSchedule(base: RopeSchedule, regime: RopeRegime): RopeSchedule {
-  return {
-    type: base.type,
-    rotaryDim: base.rotaryDim,
-    pairing: base.pairing,
-    threshold: base.threshold,
-    changesEveryStep: base.changesEveryStep,
-    regimeFor: () => regime,
-  };
 }
 
 /** 0-based step of `greedy_hf` whose forward first uses the new regime (total length > threshold), if any. */

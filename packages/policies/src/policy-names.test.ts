@@ -1,13 +1,11 @@
 import { PolicyError, Session, wrapBackend } from '@ropeswitch/core';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import * as policies from './index.js';
 import { POLICY_NAMES, policyByName } from './policy-names.js';
-import { type TinyModel, randomIds, teacherForce, tinyLongRope } from './test-support/tiny-longrope.js';
+import { randomIds, teacherForce } from './test-support/tiny-longrope.js';
+import { useTinyModels } from './test-support/use-tiny-models.js';
 
-let model: TinyModel;
-beforeAll(async () => {
-  model = await tinyLongRope();
-});
+const models = useTinyModels();
 
 describe('policyByName', () => {
   it('resolves every name to a fresh policy carrying that name', () => {
@@ -27,9 +25,9 @@ describe('policyByName', () => {
   });
 
   it('every named policy runs a crossing on the tiny model', async () => {
-    const ids = randomIds(111, 19, model.vocab);
+    const ids = randomIds(111, 19, models.longrope.vocab);
     for (const name of POLICY_NAMES) {
-      const session = new Session(wrapBackend(model.backend, policyByName(name)));
+      const session = new Session(wrapBackend(models.longrope.backend, policyByName(name)));
       const steps = await teacherForce(session, ids, 12, 19);
       expect(steps, name).toHaveLength(8);
       expect(session.length).toBe(19);

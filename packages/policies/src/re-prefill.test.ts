@@ -1,48 +1,33 @@
 import { BackendError, PolicyError, Session, type PolicyEvent, type RePrefillEvent, wrapBackend } from '@ropeswitch/core';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { rePrefill } from './re-prefill.js';
-import {
-  type TinyModel,
-  expectRejection,
-  faulty,
-  oracleDiffs,
-  randomIds,
-  recording,
-  snapshot,
-  spanIds,
-  teacherForce,
-  tinyDynamicNtk,
-  tinyLongRope,
-} from './test-support/tiny-longrope.js';
+import { expectRejection, faulty, oracleDiffs, randomIds, recording, snapshot, spanIds, teacherForce } from './test-support/tiny-longrope.js';
+import { useTinyModels } from './test-support/use-tiny-models.js';
 
-let longrope: TinyModel;
-let dynamic: TinyModel;
-beforeAll(async () => {
-  [longrope, dynamic] = await Promise.all([tinyLongRope(), tinyDynamicNtk()]);
-});
+const models = useTinyModels();
 
 const rePrefills = (events: readonly PolicyEvent[]) => events.filter((e): e is RePrefillEvent => e.type === 're-prefill');
 
 describe('rePrefill', () => {
   it('LongRoPE: matches noCacheForward at every step across the crossing (1e-4)', async () => {
-    const ids = randomIds(41, 26, longrope.vocab);
-    const session = new Session(wrapBackend(longrope.backend, rePrefill()));
+    const ids = randomIds(41, 26, models.longrope.vocab);
+    const session = new Session(wrapBackend(models.longrope.backend, rePrefill()));
     const steps = await teacherForce(session, ids, 10);
-    const diffs = await oracleDiffs(longrope, ids, steps);
+    const diffs = await oracleDiffs(models.longrope, ids, steps);
     diffs.forEach((d, i) => expect(d, `S = ${steps[i]!.length}`).toBeLessThanOrEqual(1e-4));
     expect(spanIds(session.cache)).toEqual(['longrope:long']);
   });
 
   it('LongRoPE: one re-prefill event at the crossing, counting every token of the sequence', async () => {
-    const ids = randomIds(42, 24, longrope.vocab);
-    const session = new Session(wrapBackend(longrope.backend, rePrefill()));
+    const ids = randomIds(42, 24, models.longrope.vocab);
+    const session = new Session(wrapBackend(models.longrope.backend, rePrefill()));
     await teacherForce(session, ids, 10);
     expect(session.events).toEqual([{ type: 're-prefill', policy: 're-prefill', regime: 'longrope:long', tokens: 17, atLength: 17 }]);
   });
 
   it('runs the recomputation in the crossing forward: one row of 17 tokens under the long regime, into a fresh cache', async () => {
-    const ids = randomIds(43, 18, longrope.vocab);
-    const rec = recording(longrope.backend);
+    const ids = randomIds(43, 18, models.longrope.vocab);
+    const rec = recording(models.longrope.backend);
     const session = new Session(wrapBackend(rec, rePrefill()));
     await teacherForce(session, ids, 14);
     const crossing = rec.calls[3]!;
@@ -60,10 +45,10 @@ describe('rePrefill', () => {
   });
 
   it('the cache after the crossing equals a fresh prefill under the long regime', async () => {
-    const ids = randomIds(44, 19, longrope.vocab);
-    const session = new Session(wrapBackend(longrope.backend, rePrefill()));
+    const ids = randomIds(44, 19, models.longrope.vocab);
+    const session = new Session(wrapBackend(models.longrope.backend, rePrefill()));
     await teacherForce(session, ids, 15);
-    const fresh = new Session(longrope.backend);
+    const fresh = new Session(models.longrope.backend);
     await fresh.prefill(ids);
     const a = snapshot(session.cache);
     const b = snapshot(fresh.cache);
@@ -77,19 +62,19 @@ describe('rePrefill', () => {
       [16, 4],
       [22, 20],
     ]) {
-      const rec = recording(longrope.backend);
+      const rec = recording(models.longrope.backend);
       const session = new Session(wrapBackend(rec, rePrefill()));
-      await teacherForce(session, randomIds(45, n!, longrope.vocab), prompt!);
+      await teacherForce(session, randomIds(45, n!, models.longrope.vocab), prompt!);
       expect(session.events).toEqual([]);
       expect(rec.calls.every((c) => c.length === 1 && c[0]!.cache === session.cache)).toBe(true);
     }
   });
 
   it('dynamic NTK: re-prefills at every step past the threshold and matches the oracle at every step', async () => {
-    const ids = randomIds(46, 22, dynamic.vocab);
-    const session = new Session(wrapBackend(dynamic.backend, rePrefill()));
+    const ids = randomIds(46, 22, models.dynamic.vocab);
+    const session = new Session(wrapBackend(models.dynamic.backend, rePrefill()));
     const steps = await teacherForce(session, ids, 12);
-    const diffs = await oracleDiffs(dynamic, ids, steps);
+    const diffs = await oracleDiffs(models.dynamic, ids, steps);
     diffs.forEach((d, i) => expect(d, `S = ${steps[i]!.length}`).toBeLessThanOrEqual(1e-4));
     expect(rePrefills(session.events).map((e) => [e.atLength, e.tokens, e.regime])).toEqual(
       [17, 18, 19, 20, 21, 22].map((S) => [S, S, `dynamic:S=${S}`]),
@@ -97,9 +82,9 @@ describe('rePrefill', () => {
   });
 
   it('a failed re-prefill leaves the old cache intact and reports what it was doing', async () => {
-    const ids = randomIds(47, 18, longrope.vocab);
+    const ids = randomIds(47, 18, models.longrope.vocab);
     let fail = false;
-    const rec = recording(faulty(longrope.backend, () => (fail ? new Error('out of memory') : undefined)));
+    const rec = recording(faulty(models.longrope.backend, () => (fail ? new Error('out of memory') : undefined)));
     const session = new Session(wrapBackend(rec, rePrefill()));
     await session.prefill(ids.slice(0, 16));
     const before = snapshot(session.cache);
@@ -117,35 +102,35 @@ describe('rePrefill', () => {
   });
 
   it('after a failed re-prefill the sequence recovers exactly on the next forward', async () => {
-    const ids = randomIds(48, 18, longrope.vocab);
+    const ids = randomIds(48, 18, models.longrope.vocab);
     let fail = false;
-    const backend = faulty(longrope.backend, () => (fail ? new Error('transient') : undefined));
+    const backend = faulty(models.longrope.backend, () => (fail ? new Error('transient') : undefined));
     const session = new Session(wrapBackend(backend, rePrefill()));
     await session.prefill(ids.slice(0, 16));
     fail = true;
     await expect(session.forward([ids[16]!])).rejects.toBeInstanceOf(PolicyError);
     fail = false;
     const logits = await session.forward([ids[16]!]);
-    const [diff] = await oracleDiffs(longrope, ids, [{ length: 17, logits }]);
+    const [diff] = await oracleDiffs(models.longrope, ids, [{ length: 17, logits }]);
     expect(diff).toBeLessThanOrEqual(1e-4);
     expect(session.events).toHaveLength(1);
   });
 
   it('a row asking for more logits than it has tokens is refused at the crossing too, as without the policy', async () => {
-    const ids = randomIds(50, 17, longrope.vocab);
-    const cache = longrope.backend.createCache();
+    const ids = randomIds(50, 17, models.longrope.vocab);
+    const cache = models.longrope.backend.createCache();
     const positions = Int32Array.from({ length: 16 }, (_, i) => i);
-    await longrope.backend.forward({ rows: [{ tokens: ids.slice(0, 16), positions, cache, regime: longrope.schedule.regimeFor(16) }] });
-    const row = { tokens: [ids[16]!], positions: [16], cache, regime: longrope.schedule.regimeFor(17), logits: 2 };
-    await expectRejection(longrope.backend.forward({ rows: [{ ...row, cache: cache.clone() }] }), BackendError, 'bad-logits-count');
-    const err = await wrapBackend(longrope.backend, rePrefill()).forward({ rows: [row] }).catch((e: unknown) => e);
+    await models.longrope.backend.forward({ rows: [{ tokens: ids.slice(0, 16), positions, cache, regime: models.longrope.schedule.regimeFor(16) }] });
+    const row = { tokens: [ids[16]!], positions: [16], cache, regime: models.longrope.schedule.regimeFor(17), logits: 2 };
+    await expectRejection(models.longrope.backend.forward({ rows: [{ ...row, cache: cache.clone() }] }), BackendError, 'bad-logits-count');
+    const err = await wrapBackend(models.longrope.backend, rePrefill()).forward({ rows: [row] }).catch((e: unknown) => e);
     expect(err, 'the rebuilt row of 17 tokens accepted logits: 2 for a 1-token row').toMatchObject({ code: 'bad-logits-count' });
     expect(cache.length).toBe(16);
   });
 
   it('an aborted re-prefill rejects with the signal reason, unwrapped, and leaves the cache intact', async () => {
-    const ids = randomIds(49, 17, longrope.vocab);
-    const session = new Session(wrapBackend(longrope.backend, rePrefill()));
+    const ids = randomIds(49, 17, models.longrope.vocab);
+    const session = new Session(wrapBackend(models.longrope.backend, rePrefill()));
     await session.prefill(ids.slice(0, 16));
     const controller = new AbortController();
     controller.abort();

@@ -1,25 +1,10 @@
 import { PolicyError, Session, type PolicyEvent, type RerotateEvent, type RopeRegime, wrapBackend, type Backend } from '@ropeswitch/core';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { rerotate } from './rerotate.js';
-import {
-  type TinyModel,
-  expectRejection,
-  gpuLike,
-  layerKeys,
-  maxAbsDiff,
-  randomIds,
-  recording,
-  spanIds,
-  teacherForce,
-  tinyDynamicNtk,
-  tinyLongRope,
-} from './test-support/tiny-longrope.js';
+import { expectRejection, gpuLike, layerKeys, maxAbsDiff, randomIds, recording, spanIds, teacherForce } from './test-support/tiny-longrope.js';
+import { useTinyModels } from './test-support/use-tiny-models.js';
 
-let longrope: TinyModel;
-let dynamic: TinyModel;
-beforeAll(async () => {
-  [longrope, dynamic] = await Promise.all([tinyLongRope(), tinyDynamicNtk()]);
-});
+const models = useTinyModels();
 
 const rotations = (events: readonly PolicyEvent[]) => events.filter((e): e is RerotateEvent => e.type === 'rerotate');
 
@@ -35,11 +20,11 @@ describe('rerotate', () => {
     ['on the backend', false],
     ['on the CPU', true],
   ])('LongRoPE: after the crossing, layer-0 keys equal a fresh long prefill (1e-5), rotating %s', async (_where, hide) => {
-    const ids = randomIds(51, 17, longrope.vocab);
-    const rec = recording(longrope.backend, { hideRerotate: hide });
+    const ids = randomIds(51, 17, models.longrope.vocab);
+    const rec = recording(models.longrope.backend, { hideRerotate: hide });
     const session = new Session(wrapBackend(rec, rerotate()));
     await teacherForce(session, ids, 12);
-    const fresh = await freshPrefill(longrope.backend, ids);
+    const fresh = await freshPrefill(models.longrope.backend, ids);
     expect(spanIds(session.cache)).toEqual(['longrope:long']);
     expect(maxAbsDiff(layerKeys(session.cache, 0), layerKeys(fresh.cache, 0))).toBeLessThanOrEqual(1e-5);
     // Deeper keys came from hidden states that attended under the short regime: only approximate.
@@ -47,8 +32,8 @@ describe('rerotate', () => {
   });
 
   it("uses the backend's rerotateKeys when it declares one", async () => {
-    const ids = randomIds(52, 20, longrope.vocab);
-    const rec = recording(longrope.backend);
+    const ids = randomIds(52, 20, models.longrope.vocab);
+    const rec = recording(models.longrope.backend);
     expect(rec.capabilities.rerotateKeys).toBe(true);
     const session = new Session(wrapBackend(rec, rerotate()));
     await teacherForce(session, ids, 10);
@@ -59,9 +44,9 @@ describe('rerotate', () => {
   });
 
   it('rotates on the CPU when the backend hides the capability, with the same result', async () => {
-    const ids = randomIds(53, 20, longrope.vocab);
-    const onBackend = new Session(wrapBackend(recording(longrope.backend), rerotate()));
-    const hidden = recording(longrope.backend, { hideRerotate: true });
+    const ids = randomIds(53, 20, models.longrope.vocab);
+    const onBackend = new Session(wrapBackend(recording(models.longrope.backend), rerotate()));
+    const hidden = recording(models.longrope.backend, { hideRerotate: true });
     expect(hidden.rerotateKeys).toBeUndefined();
     const onCpu = new Session(wrapBackend(hidden, rerotate()));
     const a = await teacherForce(onBackend, ids, 10);
@@ -72,8 +57,8 @@ describe('rerotate', () => {
   });
 
   it('rejects with PolicyError cannot-rerotate when the backend cannot rotate and its caches are not on the CPU; nothing moves', async () => {
-    const ids = randomIds(54, 17, longrope.vocab);
-    const rec = recording(gpuLike(longrope.backend));
+    const ids = randomIds(54, 17, models.longrope.vocab);
+    const rec = recording(gpuLike(models.longrope.backend));
     const session = new Session(wrapBackend(rec, rerotate()));
     expect(session.cache.location).toBe('gpu');
     await session.prefill(ids.slice(0, 16));
@@ -86,10 +71,10 @@ describe('rerotate', () => {
   });
 
   it('an aborted crossing forward leaves a consistent cache: the retry equals an uninterrupted run bit for bit', async () => {
-    const ids = randomIds(60, 19, longrope.vocab);
-    const straight = new Session(wrapBackend(longrope.backend, rerotate()));
+    const ids = randomIds(60, 19, models.longrope.vocab);
+    const straight = new Session(wrapBackend(models.longrope.backend, rerotate()));
     const expected = await teacherForce(straight, ids, 16);
-    const session = new Session(wrapBackend(longrope.backend, rerotate()));
+    const session = new Session(wrapBackend(models.longrope.backend, rerotate()));
     await session.prefill(ids.slice(0, 16));
     const controller = new AbortController();
     controller.abort();
@@ -107,46 +92,46 @@ describe('rerotate', () => {
       [16, 3],
       [21, 18],
     ] as const) {
-      const rec = recording(longrope.backend);
+      const rec = recording(models.longrope.backend);
       const session = new Session(wrapBackend(rec, rerotate()));
-      await teacherForce(session, randomIds(55, n, longrope.vocab), prompt);
+      await teacherForce(session, randomIds(55, n, models.longrope.vocab), prompt);
       expect(session.events).toEqual([]);
       expect(rec.rerotations).toEqual([]);
     }
   });
 
   it('a crossing prompt chunk rotates the earlier chunks once', async () => {
-    const ids = randomIds(56, 20, longrope.vocab);
-    const session = new Session(wrapBackend(longrope.backend, rerotate()));
+    const ids = randomIds(56, 20, models.longrope.vocab);
+    const session = new Session(wrapBackend(models.longrope.backend, rerotate()));
     await session.prefill(ids.slice(0, 14));
     await session.prefill(ids.slice(14), { chunkSize: 2 });
     expect(rotations(session.events).map((e) => [e.keys, e.atLength])).toEqual([[14, 16]]);
-    const fresh = await freshPrefill(longrope.backend, ids);
+    const fresh = await freshPrefill(models.longrope.backend, ids);
     expect(maxAbsDiff(layerKeys(session.cache, 0), layerKeys(fresh.cache, 0))).toBeLessThanOrEqual(1e-5);
   });
 
   it('rotates back when the user rolls the sequence back below the threshold', async () => {
-    const ids = randomIds(57, 20, longrope.vocab);
-    const session = new Session(wrapBackend(longrope.backend, rerotate()));
+    const ids = randomIds(57, 20, models.longrope.vocab);
+    const session = new Session(wrapBackend(models.longrope.backend, rerotate()));
     await teacherForce(session, ids, 12);
     session.cache.crop(9);
     await session.forward([ids[9]!]);
     expect(rotations(session.events).at(-1)).toMatchObject({ from: ['longrope:long'], to: 'longrope:short', keys: 9, atLength: 10 });
-    const fresh = await freshPrefill(longrope.backend, ids.slice(0, 10));
+    const fresh = await freshPrefill(models.longrope.backend, ids.slice(0, 10));
     expect(maxAbsDiff(layerKeys(session.cache, 0), layerKeys(fresh.cache, 0))).toBeLessThanOrEqual(1e-5);
   });
 
   it('names every stale regime of a mixed cache', async () => {
-    const ids = randomIds(58, 19, longrope.vocab);
-    const bare = new Session(longrope.backend);
+    const ids = randomIds(58, 19, models.longrope.vocab);
+    const bare = new Session(models.longrope.backend);
     await teacherForce(bare, ids.slice(0, 18), 14); // stale: short keys, then long ones
     expect(spanIds(bare.cache)).toEqual(['longrope:short', 'longrope:long']);
-    const wrapped = wrapBackend(longrope.backend, rerotate());
-    const out = await wrapped.forward({ rows: [{ tokens: [ids[18]!], positions: [18], cache: bare.cache, regime: longrope.schedule.regimeFor(19) }] });
+    const wrapped = wrapBackend(models.longrope.backend, rerotate());
+    const out = await wrapped.forward({ rows: [{ tokens: [ids[18]!], positions: [18], cache: bare.cache, regime: models.longrope.schedule.regimeFor(19) }] });
     expect(out.rows[0]!.events).toEqual([
       { type: 'rerotate', policy: 'rerotate', from: ['longrope:short'], to: 'longrope:long', keys: 18, onBackend: true, atLength: 19 },
     ]);
-    const fresh = await freshPrefill(longrope.backend, ids);
+    const fresh = await freshPrefill(models.longrope.backend, ids);
     expect(maxAbsDiff(layerKeys(bare.cache, 0), layerKeys(fresh.cache, 0))).toBeLessThanOrEqual(1e-5);
   });
 
@@ -164,28 +149,28 @@ describe('rerotate', () => {
   }
 
   it('prepares the tables of the coming move in the window before the threshold, a share per step, so the crossing only rotates', async () => {
-    const ids = randomIds(61, 19, longrope.vocab);
-    const backend = preparing(longrope.backend);
+    const ids = randomIds(61, 19, models.longrope.vocab);
+    const backend = preparing(models.longrope.backend);
     const session = new Session(wrapBackend(backend, rerotate({ prepareWindow: 4 })));
     const steps = await teacherForce(session, ids, 8, 19);
     // L = 16: S = 13, 14, 15, 16 each prepare a quarter more of positions [0, 16); none before, none after.
     expect(backend.prepared).toEqual([4, 8, 12, 16].map((n) => ['longrope:short', 'longrope:long', n]));
     expect(rotations(session.events).map((e) => e.atLength)).toEqual([17]);
     // Same logits as without preparing, bit for bit.
-    const plain = await teacherForce(new Session(wrapBackend(longrope.backend, rerotate({ prepareWindow: 0 }))), ids, 8, 19);
+    const plain = await teacherForce(new Session(wrapBackend(models.longrope.backend, rerotate({ prepareWindow: 0 }))), ids, 8, 19);
     expect(steps.map((s) => s.logits)).toEqual(plain.map((s) => s.logits));
   });
 
   it('a prompt that ends in the window prepares every position at once; no preparing without a planned crossing or with prepareWindow 0', async () => {
-    const ids = randomIds(62, 18, longrope.vocab);
-    const inWindow = preparing(longrope.backend);
+    const ids = randomIds(62, 18, models.longrope.vocab);
+    const inWindow = preparing(models.longrope.backend);
     await teacherForce(new Session(wrapBackend(inWindow, rerotate({ prepareWindow: 4 }))), ids, 14, 18);
     // The prompt (S = 14) prepares all 16 positions; the decode steps' shares (12, then 16) are there already.
     expect(inWindow.prepared.map((p) => p[2])).toEqual([16, 12, 16]);
-    const noCrossing = preparing(longrope.backend);
+    const noCrossing = preparing(models.longrope.backend);
     await teacherForce(new Session(wrapBackend(noCrossing, rerotate())), ids.slice(0, 16), 10, 16);
     expect(noCrossing.prepared).toEqual([]);
-    const off = preparing(longrope.backend);
+    const off = preparing(models.longrope.backend);
     await teacherForce(new Session(wrapBackend(off, rerotate({ prepareWindow: 0 }))), ids, 10, 18);
     expect(off.prepared).toEqual([]);
   });
@@ -195,14 +180,14 @@ describe('rerotate', () => {
   });
 
   it('dynamic NTK: rotates at every step past the threshold; layer-0 keys follow the current regime', async () => {
-    const ids = randomIds(59, 21, dynamic.vocab);
-    const session = new Session(wrapBackend(dynamic.backend, rerotate()));
+    const ids = randomIds(59, 21, models.dynamic.vocab);
+    const session = new Session(wrapBackend(models.dynamic.backend, rerotate()));
     await session.prefill(ids.slice(0, 14));
     for (let i = 14; i < ids.length; i++) {
       await session.forward([ids[i]!]);
-      const fresh = await freshPrefill(dynamic.backend, ids.slice(0, i + 1));
+      const fresh = await freshPrefill(models.dynamic.backend, ids.slice(0, i + 1));
       expect(maxAbsDiff(layerKeys(session.cache, 0), layerKeys(fresh.cache, 0)), `S = ${i + 1}`).toBeLessThanOrEqual(1e-5);
-      expect(spanIds(session.cache)).toEqual([dynamic.schedule.regimeFor(i + 1).id]);
+      expect(spanIds(session.cache)).toEqual([models.dynamic.schedule.regimeFor(i + 1).id]);
     }
     expect(rotations(session.events).map((e) => [e.atLength, e.from, e.to])).toEqual([
       [17, ['dynamic:base'], 'dynamic:S=17'],

@@ -1,13 +1,10 @@
 import { Session, wrapBackend } from '@ropeswitch/core';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { stale } from './stale.js';
-import { type TinyModel, oracleDiffs, randomIds, recording, snapshot, spanIds, teacherForce, tinyDynamicNtk, tinyLongRope } from './test-support/tiny-longrope.js';
+import { oracleDiffs, randomIds, recording, snapshot, spanIds, teacherForce } from './test-support/tiny-longrope.js';
+import { useTinyModels } from './test-support/use-tiny-models.js';
 
-let longrope: TinyModel;
-let dynamic: TinyModel;
-beforeAll(async () => {
-  [longrope, dynamic] = await Promise.all([tinyLongRope(), tinyDynamicNtk()]);
-});
+const models = useTinyModels();
 
 describe('stale', () => {
   it('is a named policy with no hooks', () => {
@@ -18,8 +15,8 @@ describe('stale', () => {
   });
 
   it.each([
-    ['LongRoPE', () => longrope],
-    ['dynamic NTK', () => dynamic],
+    ['LongRoPE', () => models.longrope],
+    ['dynamic NTK', () => models.dynamic],
   ])('equals the bare backend bit for bit across the threshold (%s)', async (_name, get) => {
     const model = get();
     const ids = randomIds(21, 24, model.vocab);
@@ -37,10 +34,10 @@ describe('stale', () => {
   });
 
   it('leaves a LongRoPE cache stale past the threshold: short keys stay, logits drift from the oracle', async () => {
-    const ids = randomIds(22, 22, longrope.vocab);
-    const session = new Session(wrapBackend(longrope.backend, stale()));
+    const ids = randomIds(22, 22, models.longrope.vocab);
+    const session = new Session(wrapBackend(models.longrope.backend, stale()));
     const steps = await teacherForce(session, ids, 12);
-    const diffs = await oracleDiffs(longrope, ids, steps);
+    const diffs = await oracleDiffs(models.longrope, ids, steps);
     steps.forEach((s, i) => {
       if (s.length <= 16) expect(diffs[i], `S = ${s.length}`).toBeLessThanOrEqual(1e-4);
       else expect(diffs[i], `S = ${s.length}`).toBeGreaterThan(1e-3);

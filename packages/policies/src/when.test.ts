@@ -8,75 +8,51 @@ import {
   noCacheForward,
   wrapBackend,
 } from '@ropeswitch/core';
-import { beforeAll, describe, expect, it, vi } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { rePrefill } from './re-prefill.js';
 import { rerotate } from './rerotate.js';
 import { shadowPrefill } from './shadow-prefill.js';
 import { warnOnly } from './warn-only.js';
 import { when } from './when.js';
-import {
-  type TinyModel,
-  maxAbsDiff,
-  oracleDiffs,
-  randomIds,
-  recording,
-  snapshot,
-  teacherForce,
-  tinyDynamicNtk,
-  tinyLongRope,
-} from './test-support/tiny-longrope.js';
+import { maxAbsDiff, oracleDiffs, randomIds, recording, snapshot, teacherForce } from './test-support/tiny-longrope.js';
+import { logging } from './test-support/logging-policy.js';
+import { useTinyModels } from './test-support/use-tiny-models.js';
 
-let longrope: TinyModel;
-let dynamic: TinyModel;
-beforeAll(async () => {
-  [longrope, dynamic] = await Promise.all([tinyLongRope(), tinyDynamicNtk()]);
-});
+const models = useTinyModels();
 
 const range = (from: number, n: number) => Int32Array.from({ length: n }, (_, i) => from + i);
 const planned = (min: number) => (row: PolicyRow) => (row.plannedLength ?? 0) > min;
 
 /** A cache holding `ids` under the regime of their length, filled by the bare backend. */
 async function prefilled(cache: KvCache, ids: readonly number[]): Promise<KvCache> {
-  await longrope.backend.forward({ rows: [{ tokens: ids, positions: range(0, ids.length), cache, regime: longrope.schedule.regimeFor(ids.length) }] });
+  await models.longrope.backend.forward({ rows: [{ tokens: ids, positions: range(0, ids.length), cache, regime: models.longrope.schedule.regimeFor(ids.length) }] });
   return cache;
 }
 
 /** Two sequences of 16 tokens (short regime) and the next token of each, crossing to S = 17. */
-async function twoSequences(backend: Backend = longrope.backend) {
-  const a = randomIds(101, 17, longrope.vocab);
-  const b = randomIds(102, 17, longrope.vocab);
+async function twoSequences(backend: Backend = models.longrope.backend) {
+  const a = randomIds(101, 17, models.longrope.vocab);
+  const b = randomIds(102, 17, models.longrope.vocab);
   const ca = await prefilled(backend.createCache(), a.slice(0, 16));
   const cb = await prefilled(backend.createCache(), b.slice(0, 16));
-  const long = longrope.schedule.regimeFor(17);
+  const long = models.longrope.schedule.regimeFor(17);
   const rowA: PolicyRow = { tokens: [a[16]!], positions: [16], cache: ca, regime: long, plannedLength: 30 };
   const rowB: PolicyRow = { tokens: [b[16]!], positions: [16], cache: cb, regime: long };
   return { a, b, ca, cb, rowA, rowB };
 }
 
-function logging(name: string, log: string[]): CachePolicy {
-  return {
-    name,
-    async wrapForward({ request, next }) {
-      log.push(`${name}>`);
-      const out = await next(request);
-      log.push(`<${name}`);
-      return out;
-    },
-  };
-}
-
 describe('when', () => {
   it('routes each row to its branch: one request, two sequences, each gets its own policy', async () => {
-    const rec = recording(longrope.backend);
+    const rec = recording(models.longrope.backend);
     const { a, b, ca, cb, rowA, rowB } = await twoSequences(rec);
     const staleB = cb.clone();
-    const expectedB = (await longrope.backend.forward({ rows: [{ ...rowB, cache: staleB }] })).rows[0]!.data;
+    const expectedB = (await models.longrope.backend.forward({ rows: [{ ...rowB, cache: staleB }] })).rows[0]!.data;
     rec.calls.length = 0;
 
     const wrapped = wrapBackend(rec, when(planned(20), rePrefill()));
     const out = await wrapped.forward({ rows: [rowA, rowB] });
 
-    expect(maxAbsDiff(out.rows[0]!.data, await noCacheForward(longrope.backend, a))).toBeLessThanOrEqual(1e-4);
+    expect(maxAbsDiff(out.rows[0]!.data, await noCacheForward(models.longrope.backend, a))).toBeLessThanOrEqual(1e-4);
     expect(out.rows[0]!.events).toEqual([{ type: 're-prefill', policy: 're-prefill', regime: 'longrope:long', tokens: 17, atLength: 17 }]);
     expect(out.rows[1]!.data).toEqual(expectedB);
     expect(out.rows[1]!.events).toBeUndefined();
@@ -87,7 +63,7 @@ describe('when', () => {
   });
 
   it('merges both branches into ONE call to the rest of the chain', async () => {
-    const rec = recording(longrope.backend);
+    const rec = recording(models.longrope.backend);
     const { rowA, rowB } = await twoSequences(rec);
     rec.calls.length = 0;
     const out = await wrapBackend(rec, when(planned(20), rePrefill(), warnOnly())).forward({ rows: [rowA, rowB] });
@@ -98,11 +74,11 @@ describe('when', () => {
   });
 
   it("merges a branch's extra rows (a shadow chunk) into the same call, and keeps results in request order", async () => {
-    const rec = recording(longrope.backend);
-    const ids = randomIds(103, 14, longrope.vocab);
+    const rec = recording(models.longrope.backend);
+    const ids = randomIds(103, 14, models.longrope.vocab);
     const cx = rec.createCache();
     const cy = rec.createCache();
-    const short = longrope.schedule.regimeFor(14);
+    const short = models.longrope.schedule.regimeFor(14);
     const policy = when(planned(20), shadowPrefill());
     const out = await wrapBackend(rec, policy).forward({
       rows: [
@@ -133,7 +109,7 @@ describe('when', () => {
     ['the first', true],
     ['the second', false],
   ])('%s branch failing before next fails the whole forward; the backend never runs and no cache moves', async (_which, refuseFirst) => {
-    const rec = recording(longrope.backend);
+    const rec = recording(models.longrope.backend);
     const { ca, cb, rowA, rowB } = await twoSequences(rec);
     const before = [snapshot(ca), snapshot(cb)];
     rec.calls.length = 0;
@@ -152,7 +128,7 @@ describe('when', () => {
 
   it('a failing merged call rejects both branches and leaves every cache as it was', async () => {
     let calls = 0;
-    const rec = recording(longrope.backend);
+    const rec = recording(models.longrope.backend);
     const { ca, cb, rowA, rowB } = await twoSequences(rec);
     const before = [snapshot(ca), snapshot(cb)];
     const failing = { ...rec, forward: async () => (calls++, Promise.reject(new Error('device lost'))) };
@@ -167,9 +143,9 @@ describe('when', () => {
 
   it('otherwise defaults to pass-through, bit for bit the bare backend', async () => {
     const never = vi.fn<NonNullable<CachePolicy['wrapForward']>>();
-    const ids = randomIds(104, 20, longrope.vocab);
-    const bare = new Session(longrope.backend);
-    const routed = new Session(wrapBackend(longrope.backend, when(() => false, { name: 'never', wrapForward: never })));
+    const ids = randomIds(104, 20, models.longrope.vocab);
+    const bare = new Session(models.longrope.backend);
+    const routed = new Session(wrapBackend(models.longrope.backend, when(() => false, { name: 'never', wrapForward: never })));
     const a = await teacherForce(bare, ids, 10);
     const b = await teacherForce(routed, ids, 10);
     expect(b.map((s) => s.logits)).toEqual(a.map((s) => s.logits));
@@ -180,7 +156,7 @@ describe('when', () => {
   it('runs only the chosen branch when every row goes one way', async () => {
     const log: string[] = [];
     const policy = when((row) => row.tokens.length > 1, logging('then', log), logging('otherwise', log));
-    const session = new Session(wrapBackend(longrope.backend, policy));
+    const session = new Session(wrapBackend(models.longrope.backend, policy));
     await session.prefill([1, 2, 3]);
     await session.forward([4]);
     expect(log).toEqual(['then>', '<then', 'otherwise>', '<otherwise']);
@@ -190,13 +166,13 @@ describe('when', () => {
     const log: string[] = [];
     const policy = when(() => true, [logging('a', log), logging('b', log)], [logging('x', log)]);
     expect(policy.name).toBe('when(a → b | x)');
-    await new Session(wrapBackend(longrope.backend, policy)).prefill([1, 2]);
+    await new Session(wrapBackend(models.longrope.backend, policy)).prefill([1, 2]);
     expect(log).toEqual(['a>', 'b>', '<b', '<a']);
   });
 
   it('asks the condition with the row, the backend and the schedule', async () => {
     const condition = vi.fn(() => true);
-    const rec = recording(longrope.backend);
+    const rec = recording(models.longrope.backend);
     const session = new Session(wrapBackend(rec, when(condition, warnOnly())));
     await session.prefill([1, 2, 3], { plannedLength: 9 });
     expect(condition).toHaveBeenCalledTimes(1);
@@ -208,7 +184,7 @@ describe('when', () => {
   });
 
   it('a branch that answers without calling next does not hold up the other branch', async () => {
-    const rec = recording(longrope.backend);
+    const rec = recording(models.longrope.backend);
     const { rowA, rowB } = await twoSequences(rec);
     rec.calls.length = 0;
     const canned: CachePolicy = {
@@ -218,7 +194,7 @@ describe('when', () => {
     const out = await wrapBackend(rec, when(planned(20), canned)).forward({ rows: [rowA, rowB] });
     expect(out.rows[0]!.data).toEqual(new Float32Array([42]));
     expect(out.rows[1]!.count).toBe(1);
-    expect(out.rows[1]!.vocabSize).toBe(longrope.vocab);
+    expect(out.rows[1]!.vocabSize).toBe(models.longrope.vocab);
     expect(rec.calls).toHaveLength(1);
     expect(rec.calls[0]).toHaveLength(1);
   });
@@ -232,7 +208,7 @@ describe('when', () => {
         return next(request);
       },
     };
-    await expect(wrapBackend(longrope.backend, when(planned(20), twice)).forward({ rows: [rowA, rowB] })).rejects.toMatchObject({ name: 'PolicyError', code: 'next-twice' });
+    await expect(wrapBackend(models.longrope.backend, when(planned(20), twice)).forward({ rows: [rowA, rowB] })).rejects.toMatchObject({ name: 'PolicyError', code: 'next-twice' });
   });
 
   it('rejects a condition that is not a function', () => {
@@ -248,14 +224,14 @@ describe('when', () => {
   it('releaseSequence reaches both branches', () => {
     const released: string[] = [];
     const spy = (name: string): CachePolicy => ({ name, releaseSequence: () => released.push(name) });
-    when(() => true, [spy('a'), spy('b')], spy('c')).releaseSequence!(longrope.backend.createCache());
+    when(() => true, [spy('a'), spy('b')], spy('c')).releaseSequence!(models.longrope.backend.createCache());
     expect(released).toEqual(['a', 'b', 'c']);
   });
 
   it('releaseSequence through when disposes a shadow built in a branch', async () => {
-    const rec = recording(longrope.backend);
+    const rec = recording(models.longrope.backend);
     const session = new Session(wrapBackend(rec, when(() => true, shadowPrefill())));
-    await session.prefill(randomIds(105, 14, longrope.vocab), { plannedLength: 30 });
+    await session.prefill(randomIds(105, 14, models.longrope.vocab), { plannedLength: 30 });
     const shadow = rec.calls[0]!.find((r) => r.cache !== session.cache)!.cache;
     session.dispose();
     expect(shadow.disposed).toBe(true);
@@ -263,16 +239,16 @@ describe('when', () => {
 
   it('the documented combination: rePrefill for dynamic NTK, shadow + rerotate for LongRoPE, exact where promised', async () => {
     const policy = () => when((_row, { schedule }) => schedule.changesEveryStep, rePrefill(), [shadowPrefill({ late: 'pass' }), rerotate()]);
-    const dIds = randomIds(106, 20, dynamic.vocab);
-    const d = new Session(wrapBackend(dynamic.backend, policy()));
+    const dIds = randomIds(106, 20, models.dynamic.vocab);
+    const d = new Session(wrapBackend(models.dynamic.backend, policy()));
     const dSteps = await teacherForce(d, dIds, 12);
-    (await oracleDiffs(dynamic, dIds, dSteps)).forEach((x, i) => expect(x, `dynamic S = ${dSteps[i]!.length}`).toBeLessThanOrEqual(1e-4));
+    (await oracleDiffs(models.dynamic, dIds, dSteps)).forEach((x, i) => expect(x, `dynamic S = ${dSteps[i]!.length}`).toBeLessThanOrEqual(1e-4));
     expect(d.events.map((e) => e.type)).toEqual(['re-prefill', 're-prefill', 're-prefill', 're-prefill']);
 
-    const lIds = randomIds(107, 22, longrope.vocab);
-    const l = new Session(wrapBackend(longrope.backend, policy()));
+    const lIds = randomIds(107, 22, models.longrope.vocab);
+    const l = new Session(wrapBackend(models.longrope.backend, policy()));
     const lSteps = await teacherForce(l, lIds, 8, 22);
-    (await oracleDiffs(longrope, lIds, lSteps)).forEach((x, i) => expect(x, `longrope S = ${lSteps[i]!.length}`).toBeLessThanOrEqual(1e-4));
+    (await oracleDiffs(models.longrope, lIds, lSteps)).forEach((x, i) => expect(x, `longrope S = ${lSteps[i]!.length}`).toBeLessThanOrEqual(1e-4));
     expect(l.events.map((e) => e.type)).toEqual(['shadow-start', 'shadow-swap']);
   });
 });

@@ -5,6 +5,7 @@ import { parseModelConfig } from '../config/parse-config.js';
 import { PolicyError } from '../errors.js';
 import { createRopeSchedule } from '../rope/create-schedule.js';
 import { TINY_LONGROPE_JSON } from '../../../policies/src/test-support/tiny-longrope.js';
+import { logging } from '../../../policies/src/test-support/logging-policy.js';
 import type { CachePolicy, ForwardNext, PolicyRequest, PolicyResult, PolicyRow } from './cache-policy.js';
 import { composePolicies } from './compose-policies.js';
 
@@ -28,19 +29,6 @@ function stubNext(log?: string[]) {
 
 function run(policy: CachePolicy, req: PolicyRequest, next: ForwardNext): Promise<PolicyResult> {
   return policy.wrapForward!({ request: req, next, backend, schedule });
-}
-
-/** A policy that logs its entry and exit around `next`. */
-function logging(name: string, log: string[]): CachePolicy {
-  return {
-    name,
-    async wrapForward({ request: req, next }) {
-      log.push(`${name}>`);
-      const out = await next(req);
-      log.push(`<${name}`);
-      return out;
-    },
-  };
 }
 
 const tagsOf = (result: PolicyResult): number[] => result.rows.map((r) => r.data[0]!);

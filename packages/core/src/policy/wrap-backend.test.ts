@@ -12,6 +12,7 @@ import {
   snapshot,
   tinyLongRope,
 } from '../../../policies/src/test-support/tiny-longrope.js';
+import { logging } from '../../../policies/src/test-support/logging-policy.js';
 import type { CachePolicy, PolicyRequest, PolicyRow } from './cache-policy.js';
 import { wrapBackend } from './wrap-backend.js';
 
@@ -53,18 +54,6 @@ const logitsRow = (tag: number) => {
 const row = (tag: number): PolicyRow => ({ tokens: [tag], positions: [0], cache: new CpuKvCache(layout), regime: schedule.regimeFor(1) });
 const request = (...tags: number[]): PolicyRequest => ({ rows: tags.map(row) });
 const tags = (result: ForwardResult): number[] => result.rows.map((r) => r.data[0]!);
-
-function logging(name: string, log: string[]): CachePolicy {
-  return {
-    name,
-    async wrapForward({ request: req, next }) {
-      log.push(`${name}>`);
-      const out = await next(req);
-      log.push(`<${name}`);
-      return out;
-    },
-  };
-}
 
 let model: TinyModel;
 beforeAll(async () => {

@@ -24,7 +24,10 @@ import {
 import { ReferenceBackend } from '@ropeswitch/backend-reference';
 import { writeRandomCheckpoint } from '../../../cli/src/tiny-model/random-checkpoint.js';
 
-const BASE = {
+export { pinnedSchedule } from './pinned-schedule.js';
+
+/** The shape both tiny models share (and the root reference-backend tests build on). */
+export const TINY_BASE_JSON: Record<string, unknown> = {
   vocab_size: 40,
   hidden_size: 32,
   intermediate_size: 48,
@@ -38,7 +41,7 @@ const BASE = {
 
 /** Phi-3 with LongRoPE: threshold L = 16 (S = 16 short, S = 17 long), M = 64. */
 export const TINY_LONGROPE_JSON: Record<string, unknown> = {
-  ...BASE,
+  ...TINY_BASE_JSON,
   model_type: 'phi3',
   max_position_embeddings: 64,
   original_max_position_embeddings: 16,
@@ -48,7 +51,7 @@ export const TINY_LONGROPE_JSON: Record<string, unknown> = {
 
 /** Llama with dynamic NTK: new frequencies at every S > 16, positions up to 32. */
 export const TINY_DYNAMIC_JSON: Record<string, unknown> = {
-  ...BASE,
+  ...TINY_BASE_JSON,
   model_type: 'llama',
   max_position_embeddings: 16,
   tie_word_embeddings: true,
@@ -101,18 +104,6 @@ export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   return worst;
 }
 
-/** A schedule that rotates every length under `regime` (for oracles of a pinned regime). */
-export function pinnedSchedule(schedule: RopeSchedule, regime: RopeRegime): RopeSchedule {
-  return {
-    type: schedule.type,
-    rotaryDim: schedule.rotaryDim,
-    pairing: schedule.pairing,
-    threshold: schedule.threshold,
-    changesEveryStep: false,
-    regimeFor: () => regime,
-  };
-}
-
 /** The visible keys of `layer`, every kv head, `[kvHead][index][headDim]` packed. */
 export function layerKeys(cache: KvCache, layer: number): Float32Array {
   const c = cache as CpuKvCache;
@@ -125,18 +116,25 @@ export function layerKeys(cache: KvCache, layer: number): Float32Array {
   return out;
 }
 
-/** Every visible part of a CPU cache, for equality checks. */
-export function snapshot(cache: KvCache) {
+/**
+ * Every visible part of a CPU cache, keys and values one array per layer (`[kvHead][index][headDim]`
+ * each), for equality or per-layer tolerance checks.
+ */
+export function snapshotByLayer(cache: KvCache) {
   const c = cache as CpuKvCache;
-  const keys: number[] = [];
-  const values: number[] = [];
   const { numLayers, numKvHeads, headDim } = c.layout;
+  const keys: number[][] = [];
+  const values: number[][] = [];
   for (let l = 0; l < numLayers; l++) {
+    const k: number[] = [];
+    const v: number[] = [];
     for (let h = 0; h < numKvHeads; h++) {
       const from = c.offset(h, 0);
-      keys.push(...c.keys(l).subarray(from, from + c.length * headDim));
-      values.push(...c.values(l).subarray(from, from + c.length * headDim));
+      k.push(...c.keys(l).subarray(from, from + c.length * headDim));
+      v.push(...c.values(l).subarray(from, from + c.length * headDim));
     }
+    keys.push(k);
+    values.push(v);
   }
   return {
     length: c.length,
@@ -146,6 +144,12 @@ export function snapshot(cache: KvCache) {
     keys,
     values,
   };
+}
+
+/** Every visible part of a CPU cache, for equality checks: keys and values of all layers in one array each. */
+export function snapshot(cache: KvCache) {
+  const s = snapshotByLayer(cache);
+  return { ...s, keys: s.keys.flat(), values: s.values.flat() };
 }
 
 /** The ids of regimes a cache's keys were rotated under, in cache order. */
