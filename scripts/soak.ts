@@ -24,6 +24,7 @@ import { ReferenceBackend } from '@ropeswitch/backend-reference';
 import { makeTinyModel, writeRandomCheckpoint } from '@ropeswitch/cli';
 import { type Backend, type CachePolicy, Session, argmax, createRopeSchedule, loadCheckpoint, wrapBackend } from '@ropeswitch/core';
 import { rePrefill, shadowPrefill, stale } from '@ropeswitch/policies';
+import { TINY_LLAMA } from '../packages/core/src/config/test-configs.js';
 
 const { values } = parseArgs({
   options: { total: { type: 'string' }, every: { type: 'string' }, 'dynamic-total': { type: 'string' }, 'dynamic-every': { type: 'string' }, only: { type: 'string' }, policies: { type: 'string' } },
@@ -124,6 +125,22 @@ async function soak(spec: RunSpec): Promise<boolean> {
   return ok;
 }
 
+/** (name, policy, copies) per run; `--policies` picks among them by name. */
+type SoakRuns = readonly (readonly [name: string, policy: () => CachePolicy, copies: number])[];
+
+/** Soaks each wanted run, labelled `part, name`, on the reference backend over the checkpoint in `dir`. */
+async function soakCheckpoint(dir: string, part: string, runs: SoakRuns, lengths: Pick<RunSpec, 'promptLength' | 'total' | 'every'>): Promise<boolean> {
+  const { config, weights } = await loadCheckpoint(dir);
+  const backend = new ReferenceBackend(config, weights);
+  await weights.close();
+  let ok = true;
+  for (const [name, policy, copies] of runs) {
+    if (!wanted(name)) continue;
+    ok = (await soak({ label: `${part}, ${name}`, backend, policy, copies, ...lengths })) && ok;
+  }
+  return ok;
+}
+
 console.log(`machine: ${cpus()[0]?.model ?? 'unknown cpu'} × ${cpus().length}, node ${process.version}, gc ${gc ? 'exposed' : 'not exposed'}`);
 const root = await mkdtemp(join(tmpdir(), 'ropeswitch-soak-'));
 let allOk = true;
@@ -132,48 +149,25 @@ try {
   if (only === undefined || only === 'longrope') {
     const dir = join(root, 'longrope');
     await makeTinyModel(dir, { seed: 1, originalMax: 4096, maxPositions: 131072, layers: 2, hidden: 64, heads: 4, kvHeads: 2, vocab: 128 });
-    const { config, weights } = await loadCheckpoint(dir);
-    const backend = new ReferenceBackend(config, weights);
-    await weights.close();
-    for (const [name, policy, copies] of [
+    const runs: SoakRuns = [
       ['stale', stale, 1],
       ['re-prefill', rePrefill, 2],
       ['shadow-prefill', () => shadowPrefill(), 2],
-    ] as const) {
-      if (!wanted(name)) continue;
-      allOk = (await soak({ label: `LongRoPE, ${name}`, backend, policy, promptLength: 4000, total: TOTAL, every: EVERY, copies })) && allOk;
-    }
+    ];
+    allOk = (await soakCheckpoint(dir, 'LongRoPE', runs, { promptLength: 4000, total: TOTAL, every: EVERY })) && allOk;
   }
   if (only === undefined || only === 'dynamic') {
     const dir = join(root, 'dynamic');
     await writeRandomCheckpoint(
       dir,
-      {
-        model_type: 'llama',
-        vocab_size: 128,
-        hidden_size: 64,
-        intermediate_size: 128,
-        num_hidden_layers: 2,
-        num_attention_heads: 4,
-        num_key_value_heads: 2,
-        max_position_embeddings: 256,
-        rope_theta: 10000,
-        rms_norm_eps: 1e-5,
-        tie_word_embeddings: true,
-        rope_scaling: { type: 'dynamic', factor: 16 },
-      },
+      { ...TINY_LLAMA, rope_theta: 10000, rms_norm_eps: 1e-5, tie_word_embeddings: true, rope_scaling: { type: 'dynamic', factor: 16 } },
       { seed: 2 },
     );
-    const { config, weights } = await loadCheckpoint(dir);
-    const backend = new ReferenceBackend(config, weights);
-    await weights.close();
-    for (const [name, policy, copies] of [
+    const runs: SoakRuns = [
       ['stale', stale, 1],
       ['re-prefill (a full re-prefill at every step past 256)', rePrefill, 2],
-    ] as const) {
-      if (!wanted(name)) continue;
-      allOk = (await soak({ label: `dynamic NTK, ${name}`, backend, policy, promptLength: 200, total: DYNAMIC_TOTAL, every: DYNAMIC_EVERY, copies })) && allOk;
-    }
+    ];
+    allOk = (await soakCheckpoint(dir, 'dynamic NTK', runs, { promptLength: 200, total: DYNAMIC_TOTAL, every: DYNAMIC_EVERY })) && allOk;
   }
 } finally {
   await rm(root, { recursive: true, force: true });

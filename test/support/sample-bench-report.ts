@@ -13,6 +13,7 @@ import type {
   ScenarioName,
   TaskRun,
 } from '../../packages/cli/src/bench/bench-report.js';
+import { SeededRandom } from '../../packages/core/src/random/seeded-random.js';
 
 export const SAMPLE_POLICIES = ['stale', 'warn-only', 're-prefill', 'rerotate', 'pre-estimate', 'shadow-prefill'] as const;
 
@@ -32,18 +33,6 @@ const KV_HEADS = 2;
 const HEAD_DIM = 16;
 /** float32 keys and values of one token across the layers. */
 const BYTES_PER_TOKEN = LAYERS * KV_HEADS * HEAD_DIM * 2 * 4;
-
-/** mulberry32: a small seeded generator, so the sample is the same on every run. */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function quantile(sorted: readonly number[], q: number): number {
   const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1));
@@ -98,7 +87,9 @@ function series(policy: string, sc: BenchScenario, rand: () => number): { stepMs
 }
 
 function run(policy: string, sc: BenchScenario, staleMedian: () => number, options: SampleReportOptions, seed: number): BenchRun {
-  const rand = random(seed);
+  // Seeded, so the sample is the same on every run.
+  const random = new SeededRandom(seed);
+  const rand = () => random.next();
   const { stepMs, kl } = series(policy, sc, rand);
   const decode = stepMs.slice(1);
   const sorted = [...decode].sort((a, b) => a - b);

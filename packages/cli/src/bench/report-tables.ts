@@ -42,31 +42,19 @@ function backendRank(report: BenchReport, backend: string): number {
   return i === -1 ? report.settings.backends.length : i;
 }
 
+/** Compares by backend then policy in the settings' order (sorts are stable: ties keep the report's order). */
+function bySettingsOrder(report: BenchReport): (a: { backend: string; policy: string }, b: { backend: string; policy: string }) => number {
+  return (a, b) => backendRank(report, a.backend) - backendRank(report, b.backend) || policyRank(report, a.policy) - policyRank(report, b.policy);
+}
+
 /** The runs of one scenario, by backend then policy in the settings' order. */
 export function scenarioRuns(report: BenchReport, scenario: BenchScenario['name']): BenchRun[] {
-  return report.runs
-    .map((run, index) => ({ run, index }))
-    .filter(({ run }) => run.scenario === scenario)
-    .sort(
-      (a, b) =>
-        backendRank(report, a.run.backend) - backendRank(report, b.run.backend) ||
-        policyRank(report, a.run.policy) - policyRank(report, b.run.policy) ||
-        a.index - b.index,
-    )
-    .map(({ run }) => run);
+  return report.runs.filter((run) => run.scenario === scenario).sort(bySettingsOrder(report));
 }
 
 function sortedTask(report: BenchReport): TaskRun[] {
-  return report.task
-    .map((run, index) => ({ run, index }))
-    .sort(
-      (a, b) =>
-        a.run.n - b.run.n ||
-        backendRank(report, a.run.backend) - backendRank(report, b.run.backend) ||
-        policyRank(report, a.run.policy) - policyRank(report, b.run.policy) ||
-        a.index - b.index,
-    )
-    .map(({ run }) => run);
+  const order = bySettingsOrder(report);
+  return [...report.task].sort((a, b) => a.n - b.n || order(a, b));
 }
 
 /** Copy accuracy per (n, backend, policy), HF transformers' figure beside each of ours. */
@@ -109,36 +97,35 @@ export function scenarioSummary(report: BenchReport, scenario: BenchScenario): s
   );
 }
 
+/** One row per (backend, policy) of a scenario: those two names, then `columns` filled by `cells`. */
+function runTable(
+  report: BenchReport,
+  scenario: BenchScenario['name'],
+  columns: readonly ReportColumn[],
+  cells: (run: BenchRun) => readonly string[],
+): ReportTable {
+  return {
+    columns: [left('backend'), left('policy'), ...columns],
+    rows: scenarioRuns(report, scenario).map((r) => [r.backend, r.policy, ...cells(r)]),
+  };
+}
+
 /** Quality against the no-cache oracle, one row per (backend, policy), over the steps after the crossing. */
 export function qualityTable(report: BenchReport, scenario: BenchScenario['name']): ReportTable {
-  return {
-    columns: [
-      left('backend'),
-      left('policy'),
-      right('max |Δlogit|'),
-      right('mean KL'),
-      right('max KL'),
-      right('top-1 agree'),
-      right('steps compared'),
-    ],
-    rows: scenarioRuns(report, scenario).map((r) => [
-      r.backend,
-      r.policy,
-      formatSmall(r.quality.maxAbsLogitDiff),
-      formatSmall(r.quality.meanKl),
-      formatSmall(r.quality.maxKl),
-      formatPercent(r.quality.top1Agreement),
-      formatCount(r.quality.steps),
-    ]),
-  };
+  return runTable(
+    report,
+    scenario,
+    [right('max |Δlogit|'), right('mean KL'), right('max KL'), right('top-1 agree'), right('steps compared')],
+    ({ quality: q }) => [formatSmall(q.maxAbsLogitDiff), formatSmall(q.meanKl), formatSmall(q.maxKl), formatPercent(q.top1Agreement), formatCount(q.steps)],
+  );
 }
 
 /** Cost, one row per (backend, policy): times in ms (medians over the repeats), ratios to `stale`'s median step. */
 export function costTable(report: BenchReport, scenario: BenchScenario['name']): ReportTable {
-  return {
-    columns: [
-      left('backend'),
-      left('policy'),
+  return runTable(
+    report,
+    scenario,
+    [
       right('TTFT ms'),
       right('median step ms'),
       right('p99 step ms'),
@@ -150,36 +137,29 @@ export function costTable(report: BenchReport, scenario: BenchScenario['name']):
       right('extra fwd tokens'),
       right('peak cache'),
     ],
-    rows: scenarioRuns(report, scenario).map((r) => [
-      r.backend,
-      r.policy,
-      formatMs(r.cost.ttftMs),
-      formatMs(r.cost.medianStepMs),
-      formatMs(r.cost.p99StepMs),
-      formatMs(r.cost.maxStepMs),
-      formatMs(r.cost.crossingStepMs),
-      formatRatio(r.cost.crossingRatio),
-      formatRatio(r.cost.maxStepRatio),
-      formatMs(r.cost.totalMs),
-      formatCount(r.cost.extraForwardTokens),
-      formatBytes(r.cost.peakCacheBytes),
-    ]),
-  };
+    ({ cost: c }) => [
+      formatMs(c.ttftMs),
+      formatMs(c.medianStepMs),
+      formatMs(c.p99StepMs),
+      formatMs(c.maxStepMs),
+      formatMs(c.crossingStepMs),
+      formatRatio(c.crossingRatio),
+      formatRatio(c.maxStepRatio),
+      formatMs(c.totalMs),
+      formatCount(c.extraForwardTokens),
+      formatBytes(c.peakCacheBytes),
+    ],
+  );
 }
 
 /** min–max over the timed repeats of the figures the cost table gives as medians. */
 export function spreadTable(report: BenchReport, scenario: BenchScenario['name']): ReportTable {
-  return {
-    columns: [left('backend'), left('policy'), right('TTFT ms'), right('median step ms'), right('crossing step ms'), right('total ms')],
-    rows: scenarioRuns(report, scenario).map((r) => [
-      r.backend,
-      r.policy,
-      formatMsRange(r.spread.ttftMs),
-      formatMsRange(r.spread.medianStepMs),
-      formatMsRange(r.spread.crossingStepMs),
-      formatMsRange(r.spread.totalMs),
-    ]),
-  };
+  return runTable(
+    report,
+    scenario,
+    [right('TTFT ms'), right('median step ms'), right('crossing step ms'), right('total ms')],
+    ({ spread: s }) => [formatMsRange(s.ttftMs), formatMsRange(s.medianStepMs), formatMsRange(s.crossingStepMs), formatMsRange(s.totalMs)],
+  );
 }
 
 /** ✓ met, ✗ missed, – not measured in this run. */

@@ -18,6 +18,22 @@ export const TARGET_LIMITS = Object.freeze({
   middlewareOverhead: 0.01,
 });
 
+/** shadow-prefill's target in each scenario: the cost ratio where its work shows, set against re-prefill's. */
+const SHADOW_TARGETS: readonly { scenario: ScenarioName; ratio: 'crossingRatio' | 'maxStepRatio'; limit: number; description: string }[] = [
+  {
+    scenario: 'near',
+    ratio: 'crossingRatio',
+    limit: TARGET_LIMITS.shadowNearCrossingRatio,
+    description: "near: shadow-prefill's crossing step over stale's median step (its work moves to the prompt and the steps before)",
+  },
+  {
+    scenario: 'far',
+    ratio: 'maxStepRatio',
+    limit: TARGET_LIMITS.shadowFarMaxStepRatio,
+    description: "far: shadow-prefill's slowest decode step over stale's median step (its work spread over the window)",
+  },
+];
+
 const fixed = (x: number | null | undefined, digits = 2): string => (x === null || x === undefined ? '–' : x.toFixed(digits));
 
 function check(name: string, description: string, value: number | null | undefined, limit: number, comparedWith?: string): TargetCheck {
@@ -35,29 +51,15 @@ export function checkTargets(runs: readonly BenchRun[], measured: readonly Backe
   for (const { backend, rerotation, overhead } of measured) {
     const tag = several ? ` [${backend}]` : '';
     const run = (scenario: ScenarioName, policy: string) => runs.find((r) => r.backend === backend && r.scenario === scenario && r.policy === policy);
-    if (scenarios.includes('near')) {
-      const shadow = run('near', 'shadow-prefill');
-      const rePrefill = run('near', 're-prefill');
+    for (const { scenario, ratio, limit, description } of SHADOW_TARGETS) {
+      if (!scenarios.includes(scenario)) continue;
       out.push(
         check(
-          `shadow-prefill near crossingRatio${tag}`,
-          "near: shadow-prefill's crossing step over stale's median step (its work moves to the prompt and the steps before)",
-          shadow?.cost.crossingRatio,
-          TARGET_LIMITS.shadowNearCrossingRatio,
-          `re-prefill ${fixed(rePrefill?.cost.crossingRatio, 1)}`,
-        ),
-      );
-    }
-    if (scenarios.includes('far')) {
-      const shadow = run('far', 'shadow-prefill');
-      const rePrefill = run('far', 're-prefill');
-      out.push(
-        check(
-          `shadow-prefill far maxStepRatio${tag}`,
-          "far: shadow-prefill's slowest decode step over stale's median step (its work spread over the window)",
-          shadow?.cost.maxStepRatio,
-          TARGET_LIMITS.shadowFarMaxStepRatio,
-          `re-prefill ${fixed(rePrefill?.cost.maxStepRatio, 1)}`,
+          `shadow-prefill ${scenario} ${ratio}${tag}`,
+          description,
+          run(scenario, 'shadow-prefill')?.cost[ratio],
+          limit,
+          `re-prefill ${fixed(run(scenario, 're-prefill')?.cost[ratio], 1)}`,
         ),
       );
     }

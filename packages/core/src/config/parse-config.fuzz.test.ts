@@ -17,6 +17,7 @@ import { loadModelConfig } from './load-config.js';
 import type { ModelConfig } from './model-config.js';
 import { parseModelConfig } from './parse-config.js';
 import { positionLimit } from './position-limit.js';
+import { TINY_SIZES } from './test-configs.js';
 
 const RUNS = Number(process.env.FUZZ_RUNS ?? 200);
 /** Generous per-test budget: ~1 ms a run, plus slack. */
@@ -31,11 +32,7 @@ const factors = (n: number, lo: number, hi: number) => Array.from({ length: n },
 const BASES: Record<string, Record<string, unknown>> = {
   phi3Longrope: {
     model_type: 'phi3',
-    vocab_size: 128,
-    hidden_size: 64,
-    intermediate_size: 128,
-    num_hidden_layers: 2,
-    num_attention_heads: 4,
+    ...TINY_SIZES,
     num_key_value_heads: 2,
     max_position_embeddings: 256,
     original_max_position_embeddings: 32,
@@ -47,11 +44,7 @@ const BASES: Record<string, Record<string, unknown>> = {
   },
   llamaDynamic: {
     model_type: 'llama',
-    vocab_size: 128,
-    hidden_size: 64,
-    intermediate_size: 128,
-    num_hidden_layers: 2,
-    num_attention_heads: 4,
+    ...TINY_SIZES,
     num_key_value_heads: 2,
     head_dim: 16,
     max_position_embeddings: 32,
@@ -60,22 +53,14 @@ const BASES: Record<string, Record<string, unknown>> = {
   },
   llama3: {
     model_type: 'llama',
-    vocab_size: 128,
-    hidden_size: 64,
-    intermediate_size: 128,
-    num_hidden_layers: 2,
-    num_attention_heads: 4,
+    ...TINY_SIZES,
     max_position_embeddings: 1024,
     rope_theta: 500000,
     rope_scaling: { rope_type: 'llama3', factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 128 },
   },
   qwen2Yarn: {
     model_type: 'qwen2',
-    vocab_size: 128,
-    hidden_size: 64,
-    intermediate_size: 128,
-    num_hidden_layers: 2,
-    num_attention_heads: 4,
+    ...TINY_SIZES,
     num_key_value_heads: 1,
     max_position_embeddings: 1024,
     sliding_window: 64,
@@ -84,11 +69,7 @@ const BASES: Record<string, Record<string, unknown>> = {
   },
   mistralLinearParameters: {
     model_type: 'mistral',
-    vocab_size: 128,
-    hidden_size: 64,
-    intermediate_size: 128,
-    num_hidden_layers: 2,
-    num_attention_heads: 4,
+    ...TINY_SIZES,
     max_position_embeddings: 512,
     rope_parameters: { rope_type: 'linear', factor: 2, rope_theta: 1e6, partial_rotary_factor: 0.5 },
   },

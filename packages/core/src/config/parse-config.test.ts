@@ -6,6 +6,7 @@ import { ConfigError } from '../errors.js';
 import { loadModelConfig } from './load-config.js';
 import type { RopeScaling } from './model-config.js';
 import { parseModelConfig } from './parse-config.js';
+import { TINY_LLAMA } from './test-configs.js';
 
 // Copies of ../shared/fixtures configs (trimmed of fields the parser ignores), so the tests run without them.
 const SEED1_GQA = {
@@ -97,19 +98,7 @@ const TRAINED_COPY_LONGROPE = {
 
 /** A minimal valid llama config (head_dim 16) with `patch` applied; `undefined` values delete keys. */
 function llama(patch: Record<string, unknown> = {}): Record<string, unknown> {
-  return withPatch(
-    {
-      model_type: 'llama',
-      vocab_size: 128,
-      hidden_size: 64,
-      intermediate_size: 128,
-      num_hidden_layers: 2,
-      num_attention_heads: 4,
-      num_key_value_heads: 2,
-      max_position_embeddings: 256,
-    },
-    patch,
-  );
+  return withPatch(TINY_LLAMA, patch);
 }
 
 function withPatch(base: Record<string, unknown>, patch: Record<string, unknown>): Record<string, unknown> {

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { longRopeScaling } from '../config/test-configs.js';
 import { DynamicNtkSchedule } from './dynamic-ntk-schedule.js';
 import { LongRopeSchedule } from './long-rope-schedule.js';
 import { type AnglePrecision, type RopeRegime, makeRegime } from './regime.js';
@@ -7,17 +8,7 @@ import { rerotationTables } from './rotary-tables.js';
 
 const longRope = (half: number, seed: number) => {
   const f = (k: number) => Array.from({ length: half }, (_, i) => 1 + ((i * 7 + k * 3 + seed) % 11) / 3);
-  return new LongRopeSchedule(10000, 2 * half, 'rotate-half', {
-    type: 'longrope',
-    shortFactor: f(1),
-    longFactor: f(2),
-    originalMaxPositionEmbeddings: 4096,
-    maxPositionEmbeddings: 131072,
-    attentionFactor: undefined,
-    factor: undefined,
-    shortMscale: undefined,
-    longMscale: undefined,
-  });
+  return new LongRopeSchedule(10000, 2 * half, 'rotate-half', longRopeScaling({ shortFactor: f(1), longFactor: f(2) }));
 };
 
 /** Bit-level view, so -0 vs 0 and every last ulp count. */

@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import type { RopeConfig, RopePairing, RopeScaling } from '../config/model-config.js';
+import type { RopeConfig, RopePairing } from '../config/model-config.js';
 import { parseModelConfig } from '../config/parse-config.js';
+import { longRopeScaling } from '../config/test-configs.js';
+import { SeededRandom } from '../random/seeded-random.js';
 import { applyRotary } from './apply-rotary.js';
 import { baseFrequencies } from './base-frequencies.js';
 import { createRopeSchedule } from './create-schedule.js';
@@ -13,16 +15,10 @@ import { StaticRopeSchedule } from './static-schedule.js';
 // ---------------------------------------------------------------------------------------------
 // Helpers
 
-/** mulberry32: a tiny seeded PRNG, so property tests are reproducible. */
+/** Core's seeded mulberry32 as a function, so property tests are reproducible. */
 function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const random = new SeededRandom(seed);
+  return () => random.next();
 }
 
 const randInt = (rand: () => number, lo: number, hi: number): number => lo + Math.floor(rand() * (hi - lo + 1));
@@ -87,21 +83,6 @@ function phi3Rope(overrides: { top?: Record<string, unknown>; scaling?: Record<s
     },
     ...overrides.top,
   }).rope;
-}
-
-type LongRopeScaling = Extract<RopeScaling, { type: 'longrope' }>;
-
-function longScaling(partial: Partial<LongRopeScaling> & { shortFactor: readonly number[]; longFactor: readonly number[] }): LongRopeScaling {
-  return {
-    type: 'longrope',
-    originalMaxPositionEmbeddings: 4096,
-    maxPositionEmbeddings: 131072,
-    attentionFactor: undefined,
-    factor: undefined,
-    shortMscale: undefined,
-    longMscale: undefined,
-    ...partial,
-  };
 }
 
 /** Tables for one position written by hand (no attention factor). */
@@ -171,7 +152,7 @@ describe('LongRopeSchedule', () => {
     expect(relErr(s.long.attentionFactor64, m)).toBeLessThanOrEqual(1e-12);
     expect(s.short.attentionFactor).toBe(Math.fround(m));
     // Phi-3-mini-128k numbers: M = 131072, L = 4096.
-    const phi = longRopeAttentionFactor(longScaling({ shortFactor: [1], longFactor: [1] }));
+    const phi = longRopeAttentionFactor(longRopeScaling({ shortFactor: [1], longFactor: [1] }));
     expect(relErr(phi, Math.sqrt(1 + Math.log(32) / Math.log(4096)))).toBeLessThanOrEqual(1e-12);
     expect(phi).toBeCloseTo(1.190238, 5);
   });
@@ -180,9 +161,9 @@ describe('LongRopeSchedule', () => {
     const equal = createRopeSchedule(phi3Rope({ top: { max_position_embeddings: 16 } })) as LongRopeSchedule;
     expect(equal.short.attentionFactor).toBe(1);
     expect(equal.long.attentionFactor).toBe(1);
-    const below = longRopeAttentionFactor(longScaling({ shortFactor: [1], longFactor: [1], maxPositionEmbeddings: 2048 }));
+    const below = longRopeAttentionFactor(longRopeScaling({ shortFactor: [1], longFactor: [1], maxPositionEmbeddings: 2048 }));
     expect(below).toBe(1);
-    const factorBelow = longRopeAttentionFactor(longScaling({ shortFactor: [1], longFactor: [1], factor: 0.5 }));
+    const factorBelow = longRopeAttentionFactor(longRopeScaling({ shortFactor: [1], longFactor: [1], factor: 0.5 }));
     expect(factorBelow).toBe(1);
   });
 
@@ -521,7 +502,7 @@ describe('rotaryTables and angles', () => {
     // Phi-3-mini-like: r = 96, b = 10000, long factors.
     const r = 96;
     const longFactor = Array.from({ length: r / 2 }, (_, i) => 1 + i * 0.37);
-    const s = new LongRopeSchedule(10000, r, 'rotate-half', longScaling({ shortFactor: longFactor.map(() => 1), longFactor }));
+    const s = new LongRopeSchedule(10000, r, 'rotate-half', longRopeScaling({ shortFactor: longFactor.map(() => 1), longFactor }));
     for (const regime of [s.short, s.long]) {
       let maxDiff = 0;
       for (let i = 0; i < r / 2; i++) {
@@ -584,7 +565,7 @@ function randomCase(rand: () => number, k: number): Case {
         10000 * (1 + 50 * rand()),
         rotaryDim,
         pairing,
-        longScaling({
+        longRopeScaling({
           shortFactor: factors(),
           longFactor: factors(),
           shortMscale: rand() < 0.5 ? 0.9 + 0.5 * rand() : undefined,

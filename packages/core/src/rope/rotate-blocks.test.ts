@@ -1,21 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import type { RopePairing } from '../config/model-config.js';
+import { SeededRandom } from '../random/seeded-random.js';
 import { applyRotary } from './apply-rotary.js';
 import { makeRegime } from './regime.js';
 import { type HeadBlock, rotateBlocks } from './rotate-blocks.js';
 import { rotaryTables } from './rotary-tables.js';
-
-/** mulberry32, so the cases are reproducible. */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const bits = (x: Float32Array) => Array.from(new Uint32Array(x.buffer, x.byteOffset, x.length));
 
@@ -32,7 +21,9 @@ describe('rotateBlocks', () => {
   for (const pairing of ['rotate-half', 'interleaved'] as RopePairing[]) {
     for (const [headDim, half] of shapes) {
       it(`equals applyRotary vector by vector, bit for bit (${pairing}, head_dim ${headDim}, ${half} pairs, 1–9 blocks)`, () => {
-        const rand = random(headDim * 31 + half + (pairing === 'rotate-half' ? 0 : 7));
+        // Seeded, so the cases are reproducible.
+        const random = new SeededRandom(headDim * 31 + half + (pairing === 'rotate-half' ? 0 : 7));
+        const rand = () => random.next();
         const invFreq = Float32Array.from({ length: half }, (_, i) => Math.pow(500, -i / half) * (0.5 + rand()));
         const regime = makeRegime('r', 'static', invFreq, Float64Array.from(invFreq), 1.2);
         const positions = Array.from({ length: 40 }, () => Math.floor(rand() * 5000));

@@ -63,8 +63,11 @@ export function matmul(
   else if (rows - t === 1) matvec(x, t * inDim, inDim, w, outDim, y, t * outDim, bias);
 }
 
-/** Three input rows against four weight rows at a time (12 sums in registers): each weight read serves all three. */
-function matvec3(
+/**
+ * The leftover-row kernels: a fixed number of input rows from `x[xOff]` (rows `inDim` apart) into
+ * `y[yOff]` (rows `outDim` apart), every weight row against each, in matmul's layouts.
+ */
+type RowsKernel = (
   x: Float32Array,
   xOff: number,
   inDim: number,
@@ -73,7 +76,10 @@ function matvec3(
   y: Float32Array,
   yOff: number,
   bias?: Float32Array,
-): void {
+) => void;
+
+/** Three input rows against four weight rows at a time (12 sums in registers): each weight read serves all three. */
+const matvec3: RowsKernel = (x, xOff, inDim, w, outDim, y, yOff, bias) => {
   const x1 = xOff + inDim;
   const x2 = x1 + inDim;
   let o = 0;
@@ -104,19 +110,10 @@ function matvec3(
     const b = bias ? bias[o]! : 0;
     for (let t = 0; t < 3; t++) y[yOff + t * outDim + o] = dot(x, xOff + t * inDim, w, o * inDim, inDim) + b;
   }
-}
+};
 
 /** Two input rows (at xOff and xOff + inDim) against eight weight rows at a time: each weight read serves both. */
-function matvec2(
-  x: Float32Array,
-  xOff: number,
-  inDim: number,
-  w: Float32Array,
-  outDim: number,
-  y: Float32Array,
-  yOff: number,
-  bias?: Float32Array,
-): void {
+const matvec2: RowsKernel = (x, xOff, inDim, w, outDim, y, yOff, bias) => {
   const x1 = xOff + inDim;
   let o = 0;
   for (; o + 8 <= outDim; o += 8) {
@@ -152,19 +149,10 @@ function matvec2(
     y[yOff + o] = dot(x, xOff, w, o * inDim, inDim) + b;
     y[yOff + outDim + o] = dot(x, x1, w, o * inDim, inDim) + b;
   }
-}
+};
 
 /** One input row: eight weight rows at a time (decode is weight-bound: each weight is read once, each input value serves eight rows). */
-function matvec(
-  x: Float32Array,
-  xOff: number,
-  inDim: number,
-  w: Float32Array,
-  outDim: number,
-  y: Float32Array,
-  yOff: number,
-  bias?: Float32Array,
-): void {
+const matvec: RowsKernel = (x, xOff, inDim, w, outDim, y, yOff, bias) => {
   let o = 0;
   for (; o + 8 <= outDim; o += 8) {
     const w0 = o * inDim, w1 = w0 + inDim, w2 = w1 + inDim, w3 = w2 + inDim;
@@ -185,7 +173,7 @@ function matvec(
     y[r + 4] = a4; y[r + 5] = a5; y[r + 6] = a6; y[r + 7] = a7;
   }
   for (; o < outDim; o++) y[yOff + o] = dot(x, xOff, w, o * inDim, inDim) + (bias ? bias[o]! : 0);
-}
+};
 
 function dot(a: Float32Array, aOff: number, b: Float32Array, bOff: number, n: number): number {
   let s = 0;
