@@ -14,7 +14,7 @@
 //           runs with its default kernels); the TypeScript columns are its `kernels: 'typescript'`.
 // A measurement, not a test:
 //   npx tsx scripts/measure-rerotation.ts [--length 4096] [--runs 9] [--only tiny|mid]
-import { tinyModelConfig, type TinyModelOptions } from '../packages/cli/src/tiny-model/make-tiny-model.js';
+import { tinyModelConfig, type TinyModelOptions } from '../packages/cli/src/random-models/make-tiny-model.js';
 import { WasmKernels } from '../packages/backends/reference/src/kernels/wasm/wasm-kernels.js';
 import { CpuKvCache, RerotationTableCache, SeededRandom, createRopeSchedule, parseModelConfig, rerotateCpuKeys } from '@ropeswitch/core';
 import { cpus } from 'node:os';

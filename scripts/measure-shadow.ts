@@ -29,7 +29,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { type TinyModelOptions, makeTinyModel } from '../packages/cli/src/tiny-model/make-tiny-model.js';
+import { type TinyModelOptions, makeTinyModel } from '../packages/cli/src/random-models/make-tiny-model.js';
 
 const { values } = parseArgs({
   options: {

@@ -22,7 +22,7 @@ import { POLICY_NAMES } from '@ropeswitch/policies';
 import { afterAll, beforeAll, describe, expect, vi } from 'vitest';
 import { choice, idList, intOption, numberOption, parseOptions, required } from './args.js';
 import { main } from './main.js';
-import { makeTinyModel } from './tiny-model/make-tiny-model.js';
+import { makeTinyModel } from './random-models/make-tiny-model.js';
 import { UsageError } from './usage-error.js';
 
 const RUNS = Number(process.env.FUZZ_RUNS ?? 200);

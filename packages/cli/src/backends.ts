@@ -2,10 +2,13 @@ import { createHash, randomBytes } from 'node:crypto';
 import { access, rename, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { assetPath } from './assets.js';
 import { ReferenceBackend } from '@ropeswitch/backend-reference';
-import { type Backend, type ModelConfig, type TextTokenizer, type WeightStore, loadCheckpoint } from '@ropeswitch/core';
-import { type TinyModelOptions, makeTinyModel, tinyModelConfig } from './tiny-model/make-tiny-model.js';
+import { type Backend, type LoadProgress, type ModelConfig, type TextTokenizer, type WeightStore, loadCheckpoint } from '@ropeswitch/core';
+import type { BackendSettings } from './backend-flags.js';
+import { createByteProgress } from './byte-progress.js';
+import type { CommandIO } from './io.js';
+import { type TinyModelOptions, makeTinyModel, tinyModelConfig } from './random-models/make-tiny-model.js';
 
 /**
  * Backends the command line can open, by `--backend` name: `reference` (TypeScript + WebAssembly
@@ -19,11 +22,11 @@ export type BackendName = (typeof BACKEND_NAMES)[number];
  * How each backend opens a model. The ONNX Runtime and WebGPU packages load native addons, so they
  * are imported only when asked for. The weights may be closed once the returned promise settles.
  */
-const BACKEND_OPENERS: Record<BackendName, (config: ModelConfig, weights: WeightStore) => Promise<Backend>> = {
+const BACKEND_OPENERS: Record<BackendName, (config: ModelConfig, weights: WeightStore, settings: BackendSettings) => Promise<Backend>> = {
   reference: async (config, weights) => new ReferenceBackend(config, weights),
-  onnxruntime: async (config, weights) => {
+  onnxruntime: async (config, weights, settings) => {
     const { OnnxRuntimeBackend } = await import('@ropeswitch/backend-onnxruntime');
-    return OnnxRuntimeBackend.open(config, weights);
+    return OnnxRuntimeBackend.open(config, weights, settings.threads !== undefined ? { threads: settings.threads } : {});
   },
   webgpu: async (config, weights) => {
     const { createNodeWebGpuBackend } = await import('@ropeswitch/backend-webgpu/node');
@@ -39,7 +42,7 @@ export const MODEL_NAMES = ['builtin', 'trained'] as const;
 export type ModelName = (typeof MODEL_NAMES)[number];
 
 /** The trained copy-task model shipped with the CLI (see assets/copy-longrope/README.md). */
-export const TRAINED_MODEL_DIR = fileURLToPath(new URL('../assets/copy-longrope/', import.meta.url));
+export const TRAINED_MODEL_DIR = assetPath('copy-longrope/');
 
 /**
  * The `builtin` model: make-tiny's default shape (2 layers, hidden 64, vocab 128) with Phi-3's
@@ -94,9 +97,17 @@ export async function resolveModelDir(model: string, options: { quick?: boolean 
   return model;
 }
 
+/** How the command line opens a model. */
+export interface OpenModelOptions {
+  /** Backend flags of the command line (`--threads`, …). */
+  readonly settings?: BackendSettings;
+  /** Follows the weights as the backend reads and converts them. */
+  readonly onProgress?: (progress: LoadProgress) => void;
+}
+
 /** Loads the model folder into the named backend. */
-export async function openBackend(name: BackendName, modelDir: string): Promise<Backend> {
-  return (await openModel(name, modelDir)).backend;
+export async function openBackend(name: BackendName, modelDir: string, options: OpenModelOptions = {}): Promise<Backend> {
+  return (await openModel(name, modelDir, options)).backend;
 }
 
 /** A model folder opened for the command line: its backend and, when the folder has one, its tokenizer. */
@@ -106,12 +117,22 @@ export interface OpenModel {
 }
 
 /** Loads the model folder into the named backend, with its tokenizer when it has a `tokenizer.json`. */
-export async function openModel(name: BackendName, modelDir: string): Promise<OpenModel> {
-  const checkpoint = await loadCheckpoint(modelDir);
+export async function openModel(name: BackendName, modelDir: string, options: OpenModelOptions = {}): Promise<OpenModel> {
+  const checkpoint = await loadCheckpoint(modelDir, options.onProgress ? { onProgress: options.onProgress } : {});
   try {
-    const backend = await BACKEND_OPENERS[name](checkpoint.config, checkpoint.weights);
+    const backend = await BACKEND_OPENERS[name](checkpoint.config, checkpoint.weights, options.settings ?? {});
     return checkpoint.tokenizer ? { backend, tokenizer: checkpoint.tokenizer } : { backend };
   } finally {
     await checkpoint.weights.close();
+  }
+}
+
+/** {@link openModel} for a command: a loading bar on a terminal while the backend reads the weights. */
+export async function openModelForCommand(name: BackendName, modelDir: string, io: CommandIO, settings: BackendSettings): Promise<OpenModel> {
+  const progress = createByteProgress(io.stderr, io.isTTY === true, `loading ${name}`);
+  try {
+    return await openModel(name, modelDir, { settings, onProgress: (p) => progress.update(p.bytesRead, p.totalBytes) });
+  } finally {
+    progress.finish();
   }
 }

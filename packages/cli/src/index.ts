@@ -7,13 +7,13 @@
 export { main, usage } from './main.js';
 export type { CommandIO } from './io.js';
 export { UsageError } from './usage-error.js';
-export { makeTinyModel, tinyModelConfig, type TinyModelOptions } from './tiny-model/make-tiny-model.js';
+export { makeTinyModel, tinyModelConfig, type TinyModelOptions } from './random-models/make-tiny-model.js';
 export { SeededRandom } from '@ropeswitch/core';
 export {
   randomCheckpointTensors,
   writeRandomCheckpoint,
   type RandomCheckpointOptions,
-} from './tiny-model/random-checkpoint.js';
+} from './random-models/random-checkpoint.js';
 export { runDemo, formatDemo, type DemoResult, type DemoRun } from './commands/demo.js';
 export {
   BACKEND_NAMES,

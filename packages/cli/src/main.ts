@@ -3,6 +3,7 @@ import { benchCommand, benchUsage } from './commands/bench.js';
 import { demoCommand, demoUsage } from './commands/demo.js';
 import { generateCommand, generateUsage } from './commands/generate.js';
 import { logitsCommand, logitsUsage } from './commands/logits.js';
+import { makeModelCommand, makeModelUsage } from './commands/make-model.js';
 import { makeTinyCommand, makeTinyUsage } from './commands/make-tiny.js';
 import { quoted } from './args.js';
 import type { CommandIO } from './io.js';
@@ -11,6 +12,7 @@ import { UsageError } from './usage-error.js';
 const COMMANDS: Record<string, (argv: string[], io: CommandIO) => Promise<void>> = {
   demo: demoCommand,
   'make-tiny': makeTinyCommand,
+  'make-model': makeModelCommand,
   logits: logitsCommand,
   generate: generateCommand,
   bench: benchCommand,

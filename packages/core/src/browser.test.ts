@@ -6,7 +6,7 @@ import * as browser from './browser.js';
 import * as main from './index.js';
 
 /** What the main entry has and the browser entry leaves out: each reads or writes files. */
-const FILE_SYSTEM_ONLY = ['INDEX_FILE_NAME', 'SINGLE_FILE_NAME', 'loadCheckpoint', 'loadModelConfig', 'loadTokenizer', 'loadWeights', 'openSafetensors', 'encodeSafetensors', 'writeSafetensors'];
+const FILE_SYSTEM_ONLY = ['INDEX_FILE_NAME', 'SINGLE_FILE_NAME', 'loadCheckpoint', 'loadModelConfig', 'loadTokenizer', 'loadWeights', 'openSafetensors', 'encodeSafetensors', 'writeSafetensors', 'writeCheckpoint', 'openFileSink'];
 
 /**
  * The modules `entry` loads at run time (type-only imports and exports are erased), following

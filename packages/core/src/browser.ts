@@ -16,6 +16,7 @@ export {
   TENSOR_DTYPES,
   bf16BitsToF32,
   decodeTensor,
+  decodeTensorInto,
   dtypeByteSize,
   encodeTensor,
   f16BitsToF32,
@@ -26,7 +27,8 @@ export {
 } from './weights/dtype.js';
 export { MAX_HEADER_BYTES, parseSafetensorsHeader, type SafetensorsEntry } from './weights/safetensors-header.js';
 export { openSafetensorsBytes } from './weights/safetensors-bytes.js';
-export type { TensorInfo, WeightStore } from './weights/weight-store.js';
+export { storedBytes, type TensorInfo, type WeightStore } from './weights/weight-store.js';
+export { planSafetensors, tensorByteSize, type PlannedTensor, type SafetensorsLayout, type TensorSpec } from './weights/safetensors-layout.js';
 export * from './rope/index.js';
 export * from './cache/index.js';
 export * from './backend/index.js';

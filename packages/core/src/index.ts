@@ -11,6 +11,14 @@ export * from './rope/index.js';
 export * from './cache/index.js';
 export * from './backend/index.js';
 export * from './checkpoint/load-checkpoint.js';
+export {
+  type CheckpointTensor,
+  type CheckpointWriteProgress,
+  type WriteCheckpointOptions,
+  type WrittenCheckpoint,
+  writeCheckpoint,
+} from './checkpoint/write-checkpoint.js';
+export { type FileSink, type OpenFileSink, openFileSink } from './checkpoint/file-sink.js';
 export * from './tokenizer/index.js';
 export { SeededRandom } from './random/seeded-random.js';
 export * from './policy/index.js';

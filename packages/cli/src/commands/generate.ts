@@ -1,12 +1,13 @@
 import { type GenerateResult, type SamplingOptions, createRopeSchedule, generate, positionLimit, wrapBackend } from '@ropeswitch/core';
 import { POLICY_NAMES, policyByName } from '@ropeswitch/policies';
 import { choice, idList, intOption, numberOption, parseOptions, required } from '../args.js';
-import { BACKEND_NAMES, openModel, resolveModelDir } from '../backends.js';
+import { BACKEND_FLAGS, backendSettings } from '../backend-flags.js';
+import { BACKEND_NAMES, openModelForCommand, resolveModelDir } from '../backends.js';
 import type { CommandIO } from '../io.js';
 import { UsageError } from '../usage-error.js';
 
 export const generateUsage =
-  'ropeswitch generate --model DIR|builtin|trained (--ids 1,2,3 | --prompt TEXT) --max-new-tokens N [--policy NAME] [--backend reference|onnxruntime|webgpu] [--chunk-size N] [--temperature T --top-k K --top-p P --seed S] [--json]';
+  'ropeswitch generate --model DIR|builtin|trained (--ids 1,2,3 | --prompt TEXT) --max-new-tokens N [--policy NAME] [--backend reference|onnxruntime|webgpu] [--threads N] [--chunk-size N] [--temperature T --top-k K --top-p P --seed S] [--json]';
 
 /** Cache policies selectable with `--policy`, by name (default `stale`, what a custom loop on HF does). */
 export { POLICY_NAMES };
@@ -29,6 +30,7 @@ export async function generateCommand(argv: string[], io: CommandIO): Promise<vo
     'top-p': { type: 'string' },
     seed: { type: 'string' },
     json: { type: 'boolean' },
+    ...BACKEND_FLAGS,
   });
   if ((o.ids === undefined) === (o.prompt === undefined)) throw new UsageError('generate: give exactly one of --ids and --prompt');
   const maxNewTokens = intOption('max-new-tokens', required('generate', 'max-new-tokens', o['max-new-tokens']), 0, 1, 1 << 20);
@@ -36,7 +38,7 @@ export async function generateCommand(argv: string[], io: CommandIO): Promise<vo
   const chunkSize = o['chunk-size'] === undefined ? undefined : intOption('chunk-size', o['chunk-size'], 0, 1);
   const sampling = samplingOptions(o);
   const modelDir = await resolveModelDir(required('generate', 'model', o.model));
-  const { backend, tokenizer } = await openModel(choice('backend', o.backend, BACKEND_NAMES, 'reference'), modelDir);
+  const { backend, tokenizer } = await openModelForCommand(choice('backend', o.backend, BACKEND_NAMES, 'reference'), modelDir, io, backendSettings(o));
   try {
     let ids: number[];
     if (typeof o.prompt === 'string') {

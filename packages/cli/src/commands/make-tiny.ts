@@ -1,7 +1,7 @@
 import { RopeswitchError, WeightsError } from '@ropeswitch/core';
 import { choice, intOption, parseOptions, required } from '../args.js';
 import type { CommandIO } from '../io.js';
-import { type TinyModelOptions, makeTinyModel } from '../tiny-model/make-tiny-model.js';
+import { type TinyModelOptions, makeTinyModel } from '../random-models/make-tiny-model.js';
 import { UsageError } from '../usage-error.js';
 
 export const makeTinyUsage =

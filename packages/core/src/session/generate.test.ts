@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { ReferenceBackend } from '@ropeswitch/backend-reference';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 // Test-only: the CLI writes the seeded tiny checkpoints every test in the repo uses.
-import { makeTinyModel } from '../../../cli/src/tiny-model/make-tiny-model.js';
+import { makeTinyModel } from '../../../cli/src/random-models/make-tiny-model.js';
 import type { Backend } from '../backend/backend.js';
 import type { KvCache } from '../cache/kv-cache.js';
 import { loadCheckpoint } from '../checkpoint/load-checkpoint.js';

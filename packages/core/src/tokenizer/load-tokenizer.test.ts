@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 // Test-only: the CLI writes the seeded tiny checkpoints every test in the repo uses.
-import { makeTinyModel } from '../../../cli/src/tiny-model/make-tiny-model.js';
+import { makeTinyModel } from '../../../cli/src/random-models/make-tiny-model.js';
 import { loadCheckpoint } from '../checkpoint/load-checkpoint.js';
 import { ConfigError } from '../errors.js';
 import { loadTokenizer } from './load-tokenizer.js';

@@ -108,10 +108,25 @@ export function decodeTensor(bytes: Uint8Array, dtype: TensorDtype): Float32Arra
     for (let i = 0; i < count; i++) out[i] = view.getFloat32(4 * i, true);
     return out;
   }
+  return decodeTensorInto(bytes, dtype, new Float32Array(count));
+}
+
+/**
+ * Decodes `bytes` of `dtype` into the start of `out` (which must hold at least as many elements),
+ * for readers that decode a large tensor piece by piece. Returns `out`.
+ */
+export function decodeTensorInto(bytes: Uint8Array, dtype: TensorDtype, out: Float32Array): Float32Array {
+  const count = bytes.byteLength / dtypeByteSize(dtype);
+  if (!Number.isInteger(count) || count > out.length) {
+    throw new WeightsError('size-mismatch', `${bytes.byteLength} bytes of ${dtype} do not fit ${out.length} float32 elements`);
+  }
+  if (dtype === 'F32') {
+    out.set(decodeTensor(bytes, 'F32'));
+    return out;
+  }
   const src = u16Elements(bytes, count);
-  const out = new Float32Array(count);
   // Build f32 bit patterns directly through a u32 view of the output (no per-element float math).
-  const outBits = new Uint32Array(out.buffer);
+  const outBits = new Uint32Array(out.buffer, out.byteOffset, count);
   if (dtype === 'BF16') {
     for (let i = 0; i < count; i++) outBits[i] = src[i]! << 16; // bf16 is the top half of an f32
     return out;

@@ -31,8 +31,7 @@ export function openSafetensorsBytes(bytes: ArrayBuffer | Uint8Array, file = 'mo
   const entries = parseSafetensorsHeader(all.subarray(8, 8 + headerLength), all.byteLength, file);
   const data = all.subarray(8 + headerLength);
   return new SafetensorsStore(file, entries, {
-    // slice: a copy in its own ArrayBuffer at offset 0, aligned for a zero-copy F32 view.
-    read: (begin, end) => data.slice(begin, end),
+    readInto: (begin, target) => target.set(data.subarray(begin, begin + target.byteLength)),
     // Nothing to release: once the store drops this object, the bytes go when the caller drops them too.
     close: () => undefined,
   });

@@ -17,7 +17,8 @@ import { afterAll, beforeAll, describe, expect } from 'vitest';
 import { WeightsError } from '../errors.js';
 import { MAX_HEADER_BYTES, openSafetensors, parseSafetensorsHeader } from './safetensors-reader.js';
 import { encodeSafetensors, type TensorToWrite } from './safetensors-writer.js';
-import { INDEX_FILE_NAME, loadWeights, type WeightStore } from './weight-store.js';
+import { INDEX_FILE_NAME, loadWeights } from './load-weights.js';
+import type { WeightStore } from './weight-store.js';
 import type { TensorDtype } from './dtype.js';
 
 const RUNS = Number(process.env.FUZZ_RUNS ?? 200);

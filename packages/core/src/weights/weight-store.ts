@@ -1,13 +1,9 @@
 /**
  * The read side of a checkpoint: a `WeightStore` decodes named tensors to float32 on demand.
- * `loadWeights` opens an HF checkpoint directory, single-file or sharded.
+ * `loadWeights` (`load-weights.ts`) opens one from an HF checkpoint directory.
  */
 
-import { readFile, stat } from 'node:fs/promises';
-import { join } from 'node:path';
-import { WeightsError } from '../errors.js';
-import type { TensorDtype } from './dtype.js';
-import { openSafetensors } from './safetensors-reader.js';
+import { type TensorDtype, dtypeByteSize } from './dtype.js';
 
 export interface TensorInfo {
   readonly name: string;
@@ -30,118 +26,7 @@ export interface WeightStore {
   close(): Promise<void>;
 }
 
-export const SINGLE_FILE_NAME = 'model.safetensors';
-export const INDEX_FILE_NAME = 'model.safetensors.index.json';
-
-/** Index files are small JSON maps; refuse absurd ones rather than read them whole. */
-const MAX_INDEX_BYTES = 64 * 1024 * 1024;
-
-async function isFile(path: string): Promise<boolean> {
-  try {
-    return (await stat(path)).isFile();
-  } catch {
-    return false;
-  }
-}
-
-/** Parses an HF `model.safetensors.index.json`: tensor name → shard file name (plain names only). */
-function parseIndex(text: string, file: string): Map<string, string> {
-  const fail = (message: string, tensor?: string): never => {
-    throw new WeightsError('bad-index', `${file}: ${message}`, { file, tensor });
-  };
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (cause) {
-    throw new WeightsError('bad-index', `${file}: not valid JSON (${String(cause)})`, { file, cause });
-  }
-  const weightMap = typeof json === 'object' && json !== null ? (json as Record<string, unknown>)['weight_map'] : undefined;
-  if (typeof weightMap !== 'object' || weightMap === null || Array.isArray(weightMap)) fail('weight_map must be an object of tensor name → shard file');
-  const map = new Map<string, string>();
-  for (const [tensor, shard] of Object.entries(weightMap as Record<string, unknown>)) {
-    if (typeof shard !== 'string') fail(`weight_map['${tensor}'] is not a string`, tensor);
-    // Shards must live in the checkpoint directory: no path separators, no '.'/'..', no NUL.
-    const s = shard as string;
-    if (s === '' || s === '.' || s === '..' || /[/\\\0]/.test(s)) fail(`weight_map['${tensor}'] = '${s}' is not a plain file name`, tensor);
-    map.set(tensor, s);
-  }
-  return map;
-}
-
-/** A store over several shards, routing each tensor to the shard the index names. */
-class ShardedStore implements WeightStore {
-  constructor(
-    readonly names: readonly string[],
-    private readonly route: Map<string, WeightStore>,
-    private readonly shards: readonly WeightStore[],
-  ) {}
-
-  #shard(name: string): WeightStore {
-    const s = this.route.get(name);
-    if (!s) throw new WeightsError('missing-tensor', `checkpoint index has no tensor named '${name}'`, { tensor: name });
-    return s;
-  }
-
-  has(name: string): boolean {
-    return this.route.has(name);
-  }
-
-  info(name: string): TensorInfo {
-    return this.#shard(name).info(name);
-  }
-
-  get(name: string, expectedShape?: readonly number[]): Float32Array {
-    return this.#shard(name).get(name, expectedShape);
-  }
-
-  async close(): Promise<void> {
-    await Promise.all(this.shards.map((s) => s.close()));
-  }
-}
-
-async function openSharded(dir: string, indexPath: string): Promise<WeightStore> {
-  let text: string;
-  try {
-    if ((await stat(indexPath)).size > MAX_INDEX_BYTES) throw new Error(`larger than ${MAX_INDEX_BYTES} bytes`);
-    text = await readFile(indexPath, 'utf8');
-  } catch (cause) {
-    throw new WeightsError('bad-index', `${indexPath}: cannot read (${String(cause)})`, { file: indexPath, cause });
-  }
-  const weightMap = parseIndex(text, indexPath);
-  const shardNames = [...new Set(weightMap.values())].sort();
-  const opened = new Map<string, WeightStore>();
-  try {
-    for (const shard of shardNames) opened.set(shard, await openSafetensors(join(dir, shard)));
-    const names: string[] = [];
-    const route = new Map<string, WeightStore>();
-    for (const [tensor, shard] of weightMap) {
-      const store = opened.get(shard)!;
-      if (!store.has(tensor)) {
-        throw new WeightsError('missing-tensor', `${indexPath}: tensor '${tensor}' is listed in shard '${shard}' but that file does not contain it`, {
-          file: join(dir, shard),
-          tensor,
-        });
-      }
-      route.set(tensor, store);
-    }
-    // File order: shards by name, tensors in each shard's data order; only what the index lists.
-    for (const shard of shardNames) for (const n of opened.get(shard)!.names) if (weightMap.get(n) === shard) names.push(n);
-    return new ShardedStore(Object.freeze(names), route, [...opened.values()]);
-  } catch (err) {
-    await Promise.all([...opened.values()].map((s) => s.close()));
-    throw err;
-  }
-}
-
-/**
- * Opens the weights of an HF checkpoint directory: `model.safetensors`, or else the shards listed
- * by `model.safetensors.index.json`.
- * @throws WeightsError `'no-weights'` if neither exists, or any reader/index error.
- */
-export async function loadWeights(dir: string): Promise<WeightStore> {
-  const single = join(dir, SINGLE_FILE_NAME);
-  if (await isFile(single)) return openSafetensors(single);
-  const index = join(dir, INDEX_FILE_NAME);
-  if (await isFile(index)) return openSharded(dir, index);
-  throw new WeightsError('no-weights', `${dir}: neither ${SINGLE_FILE_NAME} nor ${INDEX_FILE_NAME} found`, { file: dir });
+/** Bytes a tensor takes in its file. */
+export function storedBytes(info: TensorInfo): number {
+  return info.shape.reduce((a, b) => a * b, 1) * dtypeByteSize(info.dtype);
 }

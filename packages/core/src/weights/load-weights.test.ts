@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WeightsError } from '../errors.js';
 import { writeSafetensors } from './safetensors-writer.js';
-import { loadWeights } from './weight-store.js';
+import { loadWeights } from './load-weights.js';
 
 let root: string;
 let counter = 0;
