@@ -1,13 +1,24 @@
 /**
  * @packageDocumentation
  * The `ropeswitch` command line, usable as a library: `main(argv, io)` runs a command line,
- * `makeTinyModel` writes a seeded tiny Phi-3 LongRoPE model, `runDemo` runs the copy demo,
+ * `makeTinyModel` writes a seeded tiny Phi-3 LongRoPE model, `makeModel` a checkpoint shaped like a
+ * published Phi-3-family model, `runDemo` runs the copy demo,
  * `runBench` runs the policy benchmark and returns its report (`BenchReport`).
  */
 export { main, usage } from './main.js';
 export type { CommandIO } from './io.js';
 export { UsageError } from './usage-error.js';
 export { makeTinyModel, tinyModelConfig, type TinyModelOptions } from './random-models/make-tiny-model.js';
+export {
+  MODEL_LIKES,
+  likeConfig,
+  makeModel,
+  publishedConfig,
+  type CheckpointDtype,
+  type MadeModel,
+  type MakeModelOptions,
+  type ModelLike,
+} from './random-models/make-model.js';
 export { SeededRandom } from '@ropeswitch/core';
 export {
   randomCheckpointTensors,

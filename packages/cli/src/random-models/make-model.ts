@@ -70,7 +70,8 @@ export function likeConfig(options: Pick<MakeModelOptions, 'like' | 'layers' | '
 /**
  * Writes a checkpoint of `options.like`'s architecture with seeded random weights into `out`, the
  * way HF ships one (safetensors shards, at least two, and `model.safetensors.index.json`),
- * streamed tensor by tensor: memory stays at a few pieces of 8 MiB whatever the size.
+ * streamed tensor by tensor: memory stays at two pieces of 8 MiB whatever the size, and the
+ * next piece is drawn while the last one is written.
  *
  * Weights are scaled so activations stay O(1) at any depth and length: projections
  * ~ N(0, 1/fan_in) (unit-variance q, k, v and MLP activations after each RMSNorm, attention
@@ -94,7 +95,7 @@ export async function makeModel(out: string, options: MakeModelOptions): Promise
     name: t.name,
     dtype,
     shape: t.shape,
-    produce: (emit) => streamRandom(t.shape.reduce((a, b) => a * b, 1), tableFor(t), tensorSeed(seed, index), dtype, emit),
+    pieces: () => randomPieces(t.shape.reduce((a, b) => a * b, 1), tableFor(t), tensorSeed(seed, index), dtype),
   }));
   const checkpoint = await writeCheckpoint(out, tensors, {
     config: configJson,
@@ -124,13 +125,16 @@ function distribution(t: DecoderTensor, hidden: number): [string, (p: number) =>
 /** Values per piece handed to the writer (8 MiB of BF16). Even, so the stream does not depend on the cut. */
 const PIECE = 4 * 1024 * 1024;
 
-function streamRandom(count: number, table: QuantileTable, seed: number, dtype: TensorDtype, emit: (bytes: Uint8Array) => void): void {
-  const piece = dtype === 'F32' ? new Uint32Array(Math.min(count, PIECE)) : new Uint16Array(Math.min(count, PIECE));
+/** The tensor's bytes in pieces, drawn into two buffers in turn (the writer holds one while the next is drawn). */
+function* randomPieces(count: number, table: QuantileTable, seed: number, dtype: TensorDtype): Generator<Uint8Array> {
+  const size = Math.min(count, PIECE);
+  const buffers = dtype === 'F32' ? [new Uint32Array(size), new Uint32Array(size)] : [new Uint16Array(size), new Uint16Array(size)];
   let state = seed;
-  for (let done = 0; done < count; done += PIECE) {
+  for (let done = 0, k = 0; done < count; done += PIECE, k ^= 1) {
     const n = Math.min(PIECE, count - done);
+    const piece = buffers[k]!;
     state = fillFromTable(piece, n, table, state);
-    emit(new Uint8Array(piece.buffer, 0, n * piece.BYTES_PER_ELEMENT));
+    yield new Uint8Array(piece.buffer, 0, n * piece.BYTES_PER_ELEMENT);
   }
 }
 

@@ -1,29 +1,30 @@
 /**
- * Where a checkpoint writer's bytes go: a file opened for writing, fed in order. The default writes
- * with `fs.writeSync`; tests pass their own to inject a full disk or a failing device.
+ * Where a checkpoint writer's bytes go: a file opened for writing, fed in order. Writes are
+ * asynchronous so the writer can produce the next piece while the last one goes to disk. The
+ * default writes through a `FileHandle`; tests pass their own to inject a full disk.
  */
 
-import { closeSync, openSync, writeSync } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { WeightsError } from '../errors.js';
 
 export interface FileSink {
-  /** Appends `bytes` (all of them, or throws). */
-  write(bytes: Uint8Array): void;
-  close(): void;
+  /** Appends `bytes` (all of them, or rejects); `bytes` must stay unchanged until the promise settles. */
+  write(bytes: Uint8Array): Promise<void>;
+  close(): Promise<void>;
 }
 
 /** Opens `path` (created or truncated) as a {@link FileSink}. */
-export type OpenFileSink = (path: string) => FileSink;
+export type OpenFileSink = (path: string) => Promise<FileSink>;
 
-/** The file system's sink: `fs.openSync(path, 'w')`, then positional-free `writeSync` loops. */
-export const openFileSink: OpenFileSink = (path) => {
-  const fd = openSync(path, 'w');
+/** The file system's sink: a `FileHandle` opened `'w'`, written in order. */
+export const openFileSink: OpenFileSink = async (path) => {
+  const handle = await open(path, 'w');
   return {
-    write(bytes) {
+    async write(bytes) {
       let done = 0;
-      while (done < bytes.byteLength) done += writeSync(fd, bytes, done, bytes.byteLength - done);
+      while (done < bytes.byteLength) done += (await handle.write(bytes, done, bytes.byteLength - done)).bytesWritten;
     },
-    close: () => closeSync(fd),
+    close: () => handle.close(),
   };
 };
 

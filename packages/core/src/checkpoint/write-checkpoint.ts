@@ -16,15 +16,16 @@ import { join } from 'node:path';
 import { WeightsError } from '../errors.js';
 import { type TensorSpec, planSafetensors, tensorByteSize } from '../weights/safetensors-layout.js';
 import { INDEX_FILE_NAME, SINGLE_FILE_NAME } from '../weights/load-weights.js';
-import { type OpenFileSink, openFileSink, writeError } from './file-sink.js';
+import { type FileSink, type OpenFileSink, openFileSink, writeError } from './file-sink.js';
 
 /** A tensor to stream into a checkpoint. */
 export interface CheckpointTensor extends TensorSpec {
   /**
-   * Emits the tensor's bytes, encoded in `dtype`, row-major, in order and in pieces of any size
-   * (the writer checks that they add up to the tensor's size). Pieces may be reused once `emit` returns.
+   * The tensor's bytes, encoded in `dtype`, row-major, in order, in pieces of any size (the writer
+   * checks that they add up to the tensor's size). A piece is written while the next one is made,
+   * so a producer may reuse a piece's memory only from the piece after next on (two buffers in turn).
    */
-  produce(emit: (bytes: Uint8Array) => void): void;
+  pieces(): Iterable<Uint8Array>;
 }
 
 /** How far a write is, reported after each piece. */
@@ -70,13 +71,14 @@ const SHARD_PATTERN = /^model-\d{5}-of-\d{5}\.safetensors$/;
 
 /**
  * Groups tensors into shards in their order, HF style: a shard takes tensors until the next would
- * pass the limit. With `minShards` > 1 the limit is lowered to `total / minShards` (never below
- * the largest tensor), so a small checkpoint still comes in several files.
+ * pass `maxShardBytes`. A checkpoint that would come in fewer than `minShards` files gets the
+ * limit lowered to `total / minShards` (never below the largest tensor), so a small one is still split.
  */
 export function planShards(tensors: readonly TensorSpec[], maxShardBytes = DEFAULT_MAX_SHARD_BYTES, minShards = 1): TensorSpec[][] {
   const sizes = tensors.map(tensorByteSize);
   const total = sizes.reduce((a, b) => a + b, 0);
-  const limit = Math.max(Math.min(maxShardBytes, Math.ceil(total / Math.max(1, minShards))), ...sizes, 1);
+  const wanted = total > maxShardBytes * (Math.max(1, minShards) - 1) ? maxShardBytes : Math.ceil(total / Math.max(1, minShards));
+  const limit = Math.max(wanted, ...sizes, 1);
   const shards: TensorSpec[][] = [];
   let current: TensorSpec[] = [];
   let bytes = 0;
@@ -132,34 +134,41 @@ export async function writeCheckpoint(dir: string, tensors: readonly CheckpointT
       const layout = layouts[s]!;
       const path = temp(names[s]!);
       written.push(path);
-      let sink;
+      let sink: FileSink;
       try {
-        sink = openSink(path);
+        sink = await openSink(path);
       } catch (cause) {
         throw writeError(join(dir, names[s]!), cause, 'cannot create the shard');
       }
+      // One write in flight: the next piece is made while the last one goes to disk.
+      let inFlight: Promise<void> = sink.write(layout.header);
+      let complete = false;
       try {
-        sink.write(layout.header);
         for (const planned of layout.tensors) {
           const size = planned.end - planned.begin;
           let emitted = 0;
-          byName.get(planned.name)!.produce((bytes) => {
-            emitted += bytes.byteLength;
+          for (const piece of byName.get(planned.name)!.pieces()) {
+            emitted += piece.byteLength;
             if (emitted > size) throw new WeightsError('size-mismatch', `tensor '${planned.name}' emitted more than its ${size} bytes`, { tensor: planned.name });
-            sink.write(bytes);
-            bytesWritten += bytes.byteLength;
+            await inFlight;
+            inFlight = sink.write(piece);
+            bytesWritten += piece.byteLength;
             options.onProgress?.({ bytesWritten, totalBytes, file: names[s]!, tensor: planned.name });
-          });
+          }
           if (emitted !== size) throw new WeightsError('size-mismatch', `tensor '${planned.name}' emitted ${emitted} of its ${size} bytes`, { tensor: planned.name });
-          // Let timers and output (a progress bar) run between tensors.
-          await new Promise<void>((resolve) => setImmediate(resolve));
         }
+        await inFlight;
+        complete = true;
       } catch (cause) {
+        await inFlight.catch(() => undefined);
         // System errors (ENOSPC, EIO, ...) become typed; anything else is the producer's own.
         if (typeof (cause as NodeJS.ErrnoException | undefined)?.code !== 'string' || cause instanceof WeightsError) throw cause;
         throw writeError(join(dir, names[s]!), cause);
       } finally {
-        sink.close();
+        // A close that fails after a failed write must not hide the write's error.
+        await sink.close().catch((cause: unknown) => {
+          if (complete) throw writeError(join(dir, names[s]!), cause, 'cannot close');
+        });
       }
     }
     const configPath = temp('config.json');

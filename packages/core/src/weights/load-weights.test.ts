@@ -86,3 +86,42 @@ describe('loadWeights', () => {
     await expect(loadWeights(dir)).rejects.toMatchObject({ code: 'missing-file' });
   });
 });
+
+describe('loadWeights progress and half-precision pieces', () => {
+  it('reports every byte read across shards, ending at the checkpoint total', async () => {
+    const dir = await shardedDir();
+    const seen: { bytesRead: number; totalBytes: number; tensor: string }[] = [];
+    const store = await loadWeights(dir, { onProgress: (p) => seen.push(p) });
+    for (const name of store.names) store.get(name);
+    await store.close();
+    // a: 4 BF16 (8 bytes), b: 2 F32 (8), c: 3 F16 (6).
+    expect(seen.map((p) => p.totalBytes)).toEqual(seen.map(() => 22));
+    expect(seen.map((p) => p.tensor).sort()).toEqual(['a', 'b', 'c']);
+    expect(seen.at(-1)!.bytesRead).toBe(22);
+    expect(seen.every((p, i) => i === 0 || p.bytesRead > seen[i - 1]!.bytesRead)).toBe(true);
+  });
+
+  it('widens a BF16 tensor larger than one read piece (8 MiB) exactly, piece by piece', async () => {
+    const dir = join(root, 'big-bf16');
+    await mkdir(dir);
+    const n = 5 * 1024 * 1024 + 3; // 10 MiB of BF16: two pieces and an odd tail
+    const data = new Float32Array(n).map((_, i) => (i % 509) - 254); // integers of magnitude ≤ 256: exact in bf16
+    await writeSafetensors(join(dir, 'model.safetensors'), [{ name: 'w', dtype: 'BF16', shape: [n], data }]);
+    const pieces: number[] = [];
+    let last = 0;
+    const store = await loadWeights(dir, {
+      onProgress: (p) => {
+        pieces.push(p.bytesRead - last);
+        last = p.bytesRead;
+      },
+    });
+    const got = store.get('w');
+    await store.close();
+    // Element by element in a loop: toEqual over millions of elements takes minutes.
+    let mismatches = 0;
+    for (let i = 0; i < n; i++) if (got[i] !== data[i]) mismatches++;
+    expect(got.length).toBe(n);
+    expect(mismatches).toBe(0);
+    expect(pieces).toEqual([8 * 1024 * 1024, 2 * n - 8 * 1024 * 1024]);
+  });
+});
