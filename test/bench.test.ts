@@ -55,7 +55,8 @@ describe('ropeswitch bench --quick', () => {
   });
 
   it('reports progress as plain lines on stderr when it is not a terminal', () => {
-    expect(quick.stderr).toMatch(/^bench: \[1\/\d+\] near\/reference/);
+    expect(quick.stderr).toMatch(/^bench: \[1\/\d+\] reference: speed on this model/);
+    expect(quick.stderr).toMatch(/\nbench: \[2\/\d+\] near\/reference: warm-up\n/);
     expect(quick.stderr).not.toContain('\r');
     expect(quick.stderr).toContain(`bench: wrote ${join(out, 'report.json')}`);
   });
@@ -167,7 +168,50 @@ describe('ropeswitch bench --quick', () => {
   });
 });
 
+describe('ropeswitch bench: the size of what ran', () => {
+  it("states the model's size, the budget, which backends ran each plan, and each run's peak RSS beside its peak cache", () => {
+    expect(report.model.weightBytes).toBe(4 * report.model.parameters);
+    expect(report.model.checkpointBytes).toBe(4 * report.model.parameters); // make-tiny writes float32
+    expect(report.model.parameters).toBeGreaterThan(2 * 128 * 64);
+    expect(report.settings.budgetMinutes).toBe(20);
+    for (const s of report.scenarios) expect(s).toMatchObject({ backends: ['reference'], adjustments: [] });
+    for (const r of report.runs) {
+      expect(r.cost.peakRssBytes, `${r.scenario} ${r.policy}`).toBeGreaterThan(r.cost.peakCacheBytes);
+      expect(r.cost.peakRssBytes).toBeLessThan(8e9);
+    }
+    expect(quick.stdout).toMatch(/\| peak cache \| peak RSS \|/);
+    expect(quick.stdout).toMatch(/- size: [\d,]+ parameters; /);
+  });
+});
+
 describe('ropeswitch bench, other models and options', () => {
+  it('a scenario estimated over --budget-minutes: far brought nearer L, the shadow spread over the steps left, exact policies still exact, the report saying so', async () => {
+    const dir = await tempDir();
+    const r = await runCli(['bench', '--model', 'builtin', '--scenarios', 'far', '--policies', 're-prefill,shadow-prefill', '--repeats', '1', '--no-task', '--budget-minutes', '0.0001', '--out', dir]);
+    expect(r.code, r.stderr).toBe(0);
+    const small = JSON.parse(await readFile(join(dir, 'report.json'), 'utf8')) as BenchReport;
+    const [far] = small.scenarios;
+    expect(far!.promptTokens).toBe(4096 - 128);
+    expect(far!.crossingStep).toBe(129);
+    expect(far!.oracleSteps[0]).toBe(far!.crossingStep);
+    expect(far!.adjustments.join(' ')).toMatch(/shortened: a prompt of 3968 tokens \(L − 128\)/);
+    expect(r.stdout).toContain('adjusted: ');
+    const shadow = small.runs.find((x) => x.policy === 'shadow-prefill')!;
+    // Started at the first decode step, not with the prompt: spread over the 128 steps.
+    expect(shadow.events[0]).toBe('shadow-start@3969');
+    for (const policy of ['re-prefill', 'shadow-prefill']) {
+      const q = small.runs.find((x) => x.policy === policy)!.quality;
+      expect(q.maxAbsLogitDiff, policy).toBeLessThanOrEqual(1e-4);
+      expect(q.steps).toBe(16);
+    }
+  });
+
+  it('--budget-minutes takes a non-negative number', async () => {
+    const r = await runCli(['bench', '--quick', '--budget-minutes', 'soon']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/--budget-minutes must be a number/);
+  });
+
   it('always runs stale (the reference of every ratio) and only the scenarios asked', async () => {
     const dir = await tempDir();
     const r = await runCli(['bench', '--quick', '--scenarios', 'near', '--policies', 're-prefill', '--no-task', '--new-tokens', '4', '--out', dir]);

@@ -47,7 +47,7 @@ function scenario(name: ScenarioName, farSteps: number): BenchScenario {
   for (let s = 0; s <= steps; s++) {
     if (name === 'near' || s % 40 === 0 || (s >= crossingStep && s < crossingStep + 8) || s === steps) oracleSteps.push(s);
   }
-  return { name, promptTokens, steps, crossingStep, oracleSteps };
+  return { name, promptTokens, steps, crossingStep, oracleSteps, backends: ['reference'], adjustments: [] };
 }
 
 /** Per-step time and KL of one policy in one scenario. */
@@ -113,6 +113,7 @@ function run(policy: string, sc: BenchScenario, staleMedian: () => number, optio
     totalMs: stepMs.reduce((a, b) => a + b, 0),
     extraForwardTokens,
     peakCacheBytes: cacheTokens * BYTES_PER_TOKEN * (policy === 'shadow-prefill' ? 2 : 1),
+    peakRssBytes: 2e8 + cacheTokens * BYTES_PER_TOKEN * (policy === 'shadow-prefill' ? 2 : 1),
   };
   const spreadOf = (v: number) => ({ min: v * 0.97, max: v * 1.06 });
   return {
@@ -233,6 +234,9 @@ export function sampleBenchReport(options: SampleReportOptions = {}): BenchRepor
       headDim: HEAD_DIM,
       vocabSize: 128,
       ropeType: 'longrope',
+      parameters: 115_000,
+      checkpointBytes: 460_000,
+      weightBytes: 460_000,
     },
     threshold: L,
     settings: {
@@ -242,6 +246,7 @@ export function sampleBenchReport(options: SampleReportOptions = {}): BenchRepor
       newTokens: 16,
       repeats: options.repeats ?? 3,
       quick: false,
+      budgetMinutes: 20,
     },
     scenarios,
     runs,

@@ -24,6 +24,12 @@ export interface BenchModel {
   readonly headDim: number;
   readonly vocabSize: number;
   readonly ropeType: string;
+  /** Parameters of the decoder (a tied embedding counted once). */
+  readonly parameters: number;
+  /** Bytes of the weights as stored in the checkpoint (BF16 counts 2 a value). */
+  readonly checkpointBytes: number;
+  /** Bytes of the weights in float32, what the backends compute with. */
+  readonly weightBytes: number;
 }
 
 export interface BenchSettings {
@@ -35,6 +41,11 @@ export interface BenchSettings {
   /** Timed repetitions per (scenario, backend, policy); cost figures are their medians. */
   readonly repeats: number;
   readonly quick: boolean;
+  /**
+   * Minutes a (scenario, backend) may take by the bench's estimate before it is made cheaper (the
+   * oracle before the crossing dropped, the far scenario shortened); `null`: never.
+   */
+  readonly budgetMinutes: number | null;
 }
 
 export interface BenchScenario {
@@ -46,6 +57,10 @@ export interface BenchScenario {
   readonly crossingStep: number;
   /** Steps the oracle was computed for (quality is measured on those after the crossing). */
   readonly oracleSteps: readonly number[];
+  /** The backends that ran this plan (a slow backend may run a cheaper one of the same scenario). */
+  readonly backends: readonly string[];
+  /** How this plan departs from the scenario's definition and why (empty when it does not). */
+  readonly adjustments: readonly string[];
 }
 
 export interface RunQuality {
@@ -77,6 +92,8 @@ export interface RunCost {
   readonly extraForwardTokens: number;
   /** Largest total byteLength of the sequence's live caches at any step (shadow copies included). */
   readonly peakCacheBytes: number;
+  /** The process's largest resident set during the run (sampled at every step and every 25 ms), weights included. */
+  readonly peakRssBytes: number;
 }
 
 /** min and max over the repeats. */

@@ -20,10 +20,16 @@ const STEPS_PER_ROUND = 20;
  * The cost of the policy middleware on steps that cross nothing: two sessions prefilled with the
  * same prompt, one on the bare backend and one through the `stale` policy chain, decode the same
  * tokens in alternating blocks (so drift in machine speed hits both alike) while their lengths stay
- * at most `threshold`. Medians of the per-step times are compared.
+ * at most `threshold`, at most `maxSteps` a side (default 200). Medians of the per-step times are compared.
  */
-export async function measureMiddlewareOverhead(backend: Backend, prompt: readonly number[], threshold: number, tokens: readonly number[]): Promise<MiddlewareOverhead> {
-  const room = Math.max(0, threshold - prompt.length);
+export async function measureMiddlewareOverhead(
+  backend: Backend,
+  prompt: readonly number[],
+  threshold: number,
+  tokens: readonly number[],
+  maxSteps = ROUNDS * STEPS_PER_ROUND,
+): Promise<MiddlewareOverhead> {
+  const room = Math.max(0, Math.min(threshold - prompt.length, maxSteps));
   const perRound = Math.max(1, Math.min(STEPS_PER_ROUND, Math.floor(room / ROUNDS)));
   const rounds = Math.min(ROUNDS, Math.floor(room / perRound));
   const bare = new Session(backend);

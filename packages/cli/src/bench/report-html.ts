@@ -13,6 +13,7 @@ import {
   runDetails,
   scenarioRuns,
   scenarioSummary,
+  scenarioTitle,
   spreadTable,
   targetsTable,
   taskTable,
@@ -116,7 +117,7 @@ function stepPoints(run: BenchRun): ChartPoint[] {
 }
 
 function scenarioCharts(report: BenchReport, scenario: BenchScenario, colour: (policy: string) => number): string {
-  const runs = scenarioRuns(report, scenario.name);
+  const runs = scenarioRuns(report, scenario);
   const backends = [...new Set(runs.map((r) => r.backend))];
   const marker = { x: scenario.crossingStep, label: `crossing · step ${scenario.crossingStep}` };
   const figures: string[] = [];
@@ -155,7 +156,7 @@ function scenarioCharts(report: BenchReport, scenario: BenchScenario, colour: (p
 }
 
 function eventsList(report: BenchReport, scenario: BenchScenario): string {
-  const runs = scenarioRuns(report, scenario.name).filter((r) => r.events.length > 0);
+  const runs = scenarioRuns(report, scenario).filter((r) => r.events.length > 0);
   if (runs.length === 0) return '';
   const items = runs.map((r) => {
     const shown = r.events.slice(0, EVENTS_SHOWN).map((e) => `<code>${escapeHtml(e)}</code>`).join(', ');
@@ -185,16 +186,17 @@ export function renderHtml(report: BenchReport): string {
   }
 
   for (const scenario of report.scenarios) {
-    const id = `scenario-${scenario.name.replace(/[^A-Za-z0-9_-]/g, '_')}`;
-    body.push(`<section id="${escapeHtml(id)}"><h2>Scenario ${escapeHtml(scenario.name)}</h2>`);
+    const title = scenarioTitle(report, scenario);
+    const id = `scenario-${title.replace(/[^A-Za-z0-9_-]+/g, '_')}`;
+    body.push(`<section id="${escapeHtml(id)}"><h2>Scenario ${escapeHtml(title)}</h2>`);
     body.push(`<p>${escapeHtml(scenarioSummary(report, scenario))}.</p>`);
     body.push(scenarioCharts(report, scenario, colour));
     body.push('<h3>Quality</h3><p class="note">Against the no-cache oracle, over the steps after the crossing; KL(oracle ‖ policy) in nats.</p>');
-    body.push(htmlTable(qualityTable(report, scenario.name)));
+    body.push(htmlTable(qualityTable(report, scenario)));
     body.push(`<h3>Cost</h3><p class="note">Median of ${report.settings.repeats} repeats; ratios are to <code>stale</code>’s median step.</p>`);
-    body.push(htmlTable(costTable(report, scenario.name)));
+    body.push(htmlTable(costTable(report, scenario)));
     if (report.settings.repeats > 1) {
-      body.push('<p class="note">Spread over the repeats (min–max, ms):</p>', htmlTable(spreadTable(report, scenario.name)));
+      body.push('<p class="note">Spread over the repeats (min–max, ms):</p>', htmlTable(spreadTable(report, scenario)));
     }
     body.push(eventsList(report, scenario), '</section>');
   }

@@ -8,6 +8,7 @@ import {
   qualityTable,
   runDetails,
   scenarioSummary,
+  scenarioTitle,
   spreadTable,
   targetsTable,
   taskTable,
@@ -45,17 +46,17 @@ export function renderMarkdown(report: BenchReport): string {
   }
 
   for (const scenario of report.scenarios) {
-    out.push(`## Scenario ${escapeMarkdown(scenario.name)}`, `${scenarioSummary(report, scenario)}.`);
+    out.push(`## Scenario ${escapeMarkdown(scenarioTitle(report, scenario))}`, `${scenarioSummary(report, scenario)}.`);
     out.push(
       '**Quality** against the no-cache oracle, over the steps after the crossing (KL(oracle ‖ policy) in nats):',
-      markdownTable(qualityTable(report, scenario.name)),
+      markdownTable(qualityTable(report, scenario)),
     );
     out.push(
       `**Cost** (median of ${report.settings.repeats} repeats; ratios are to \`stale\`'s median step):`,
-      markdownTable(costTable(report, scenario.name)),
+      markdownTable(costTable(report, scenario)),
     );
     if (report.settings.repeats > 1) {
-      out.push('Spread over the repeats (min–max, ms):', markdownTable(spreadTable(report, scenario.name)));
+      out.push('Spread over the repeats (min–max, ms):', markdownTable(spreadTable(report, scenario)));
     }
   }
 

@@ -47,9 +47,15 @@ function bySettingsOrder(report: BenchReport): (a: { backend: string; policy: st
   return (a, b) => backendRank(report, a.backend) - backendRank(report, b.backend) || policyRank(report, a.policy) - policyRank(report, b.policy);
 }
 
-/** The runs of one scenario, by backend then policy in the settings' order. */
-export function scenarioRuns(report: BenchReport, scenario: BenchScenario['name']): BenchRun[] {
-  return report.runs.filter((run) => run.scenario === scenario).sort(bySettingsOrder(report));
+/** The runs of one scenario plan (on the backends that ran it), by backend then policy in the settings' order. */
+export function scenarioRuns(report: BenchReport, scenario: BenchScenario): BenchRun[] {
+  return report.runs.filter((run) => run.scenario === scenario.name && scenario.backends.includes(run.backend)).sort(bySettingsOrder(report));
+}
+
+/** A scenario's heading: its name, and the backends when another plan of it ran elsewhere (a shortened one). */
+export function scenarioTitle(report: BenchReport, scenario: BenchScenario): string {
+  const plans = report.scenarios.filter((s) => s.name === scenario.name).length;
+  return plans > 1 ? `${scenario.name} (${scenario.backends.join(', ')})` : scenario.name;
 }
 
 function sortedTask(report: BenchReport): TaskRun[] {
@@ -91,16 +97,17 @@ export function taskTable(report: BenchReport): ReportTable {
 export function scenarioSummary(report: BenchReport, scenario: BenchScenario): string {
   const oracle = scenario.oracleSteps.length;
   const oracleText = oracle === scenario.steps + 1 ? 'oracle at every step' : `oracle at ${formatCount(oracle)} of ${formatCount(scenario.steps + 1)} steps`;
+  const adjusted = scenario.adjustments.length > 0 ? `; adjusted: ${scenario.adjustments.join('; ')}` : '';
   return (
     `prompt ${formatCount(scenario.promptTokens)} tokens, ${formatCount(scenario.steps)} decode steps; ` +
-    `step ${scenario.crossingStep} is the first forward over L = ${formatCount(report.threshold)} tokens; ${oracleText}`
+    `step ${scenario.crossingStep} is the first forward over L = ${formatCount(report.threshold)} tokens; ${oracleText}${adjusted}`
   );
 }
 
 /** One row per (backend, policy) of a scenario: those two names, then `columns` filled by `cells`. */
 function runTable(
   report: BenchReport,
-  scenario: BenchScenario['name'],
+  scenario: BenchScenario,
   columns: readonly ReportColumn[],
   cells: (run: BenchRun) => readonly string[],
 ): ReportTable {
@@ -111,7 +118,7 @@ function runTable(
 }
 
 /** Quality against the no-cache oracle, one row per (backend, policy), over the steps after the crossing. */
-export function qualityTable(report: BenchReport, scenario: BenchScenario['name']): ReportTable {
+export function qualityTable(report: BenchReport, scenario: BenchScenario): ReportTable {
   return runTable(
     report,
     scenario,
@@ -121,7 +128,7 @@ export function qualityTable(report: BenchReport, scenario: BenchScenario['name'
 }
 
 /** Cost, one row per (backend, policy): times in ms (medians over the repeats), ratios to `stale`'s median step. */
-export function costTable(report: BenchReport, scenario: BenchScenario['name']): ReportTable {
+export function costTable(report: BenchReport, scenario: BenchScenario): ReportTable {
   return runTable(
     report,
     scenario,
@@ -136,6 +143,7 @@ export function costTable(report: BenchReport, scenario: BenchScenario['name']):
       right('total ms'),
       right('extra fwd tokens'),
       right('peak cache'),
+      right('peak RSS'),
     ],
     ({ cost: c }) => [
       formatMs(c.ttftMs),
@@ -148,12 +156,13 @@ export function costTable(report: BenchReport, scenario: BenchScenario['name']):
       formatMs(c.totalMs),
       formatCount(c.extraForwardTokens),
       formatBytes(c.peakCacheBytes),
+      formatBytes(c.peakRssBytes),
     ],
   );
 }
 
 /** min–max over the timed repeats of the figures the cost table gives as medians. */
-export function spreadTable(report: BenchReport, scenario: BenchScenario['name']): ReportTable {
+export function spreadTable(report: BenchReport, scenario: BenchScenario): ReportTable {
   return runTable(
     report,
     scenario,
@@ -193,6 +202,10 @@ export function runDetails(report: BenchReport): (readonly [string, string])[] {
       `${model.family}, ${model.numLayers} layers, hidden ${model.hiddenSize}, ` +
         `${model.numHeads} heads / ${model.numKvHeads} kv heads × ${model.headDim}, vocab ${formatCount(model.vocabSize)}, rope ${model.ropeType}`,
     ],
+    [
+      'size',
+      `${formatCount(model.parameters)} parameters; ${formatBytes(model.checkpointBytes)} as stored, ${formatBytes(model.weightBytes)} in float32`,
+    ],
     ['threshold L', formatCount(report.threshold)],
     ['machine', `${machine.cpu} × ${machine.cores}, ${machine.platform}, node ${machine.node}`],
     ['backends', settings.backends.join(', ')],
@@ -201,6 +214,7 @@ export function runDetails(report: BenchReport): (readonly [string, string])[] {
     ['new tokens', formatCount(settings.newTokens)],
     ['repeats', `${settings.repeats} timed (cost figures are their medians)`],
     ['quick', settings.quick ? 'yes' : 'no'],
+    ['budget', settings.budgetMinutes === null ? 'none: every scenario as defined' : `${formatCount(settings.budgetMinutes)} min per scenario and backend, by estimate`],
     ['created', report.createdAt],
   ];
 }

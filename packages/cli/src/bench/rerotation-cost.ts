@@ -1,4 +1,4 @@
-import { type Backend, CpuKvCache, type RopeSchedule, Session, rerotateCpuKeys } from '@ropeswitch/core';
+import { type Backend, CpuKvCache, type RopeSchedule, SeededRandom, rerotateCpuKeys } from '@ropeswitch/core';
 import { median } from './statistics.js';
 
 /** Rotating a cache's keys into the next regime, set against copying those keys once. */
@@ -18,19 +18,20 @@ const ROTATIONS = 7;
 const COPIES_PER_SAMPLE = 8;
 
 /**
- * On a cache of `prompt.length` tokens (L, all under the regime below the threshold) prefilled on
- * `backend`: the median of several rotations into the regime past the threshold (the backend's
+ * On a cache of `tokens` positions (L, all under the regime below the threshold) made by `backend`:
+ * the median of several rotations into the regime past the threshold (the backend's
  * `rerotateKeys`, else the core CPU rotation, each on a fresh clone made outside the timer) and the
- * median of several copies of the keys. `undefined` when the backend's caches are not on the CPU
- * (no key arrays to copy).
+ * median of several copies of the keys. The cache is filled with seeded random keys and values, not
+ * prefilled: a rotation's cost does not depend on what the keys hold, and a prefill of L tokens is
+ * minutes at the Phi-3 shape on a slow backend. `undefined` when the backend's caches are not on
+ * the CPU (no key arrays to copy).
  */
-export async function measureRerotation(backend: Backend, schedule: RopeSchedule, prompt: readonly number[]): Promise<RerotationCost | undefined> {
-  const session = new Session(backend);
+export async function measureRerotation(backend: Backend, schedule: RopeSchedule, tokens: number, seed: number): Promise<RerotationCost | undefined> {
+  const cache = backend.createCache();
   try {
-    await session.prefill(prompt);
-    const cache = session.cache;
     if (!(cache instanceof CpuKvCache)) return undefined;
-    const to = schedule.regimeFor(prompt.length + 1);
+    fillRandom(cache, tokens, schedule, seed);
+    const to = schedule.regimeFor(tokens + 1);
     const rotate = async (c: CpuKvCache) =>
       backend.rerotateKeys ? backend.rerotateKeys(c, to) : rerotateCpuKeys(c, to, schedule.pairing, backend.capabilities.anglePrecision);
     const rotations: number[] = [];
@@ -50,8 +51,25 @@ export async function measureRerotation(backend: Backend, schedule: RopeSchedule
       for (let r = 0; r < COPIES_PER_SAMPLE; r++) for (let l = 0; l < numLayers; l++) targets[l]!.set(sources[l]!);
       copies.push((performance.now() - t0) / COPIES_PER_SAMPLE);
     }
-    return { tokens: prompt.length, rotateMs: median(rotations), firstRotateMs: rotations[0]!, copyMs: median(copies), rotations: ROTATIONS };
+    return { tokens, rotateMs: median(rotations), firstRotateMs: rotations[0]!, copyMs: median(copies), rotations: ROTATIONS };
   } finally {
-    session.dispose();
+    cache.dispose();
   }
+}
+
+/** `tokens` positions of seeded uniform keys and values, committed under the regime of length `tokens`. */
+function fillRandom(cache: CpuKvCache, tokens: number, schedule: RopeSchedule, seed: number): void {
+  cache.reserve(tokens);
+  const random = new SeededRandom(seed);
+  const { numLayers, numKvHeads, headDim } = cache.layout;
+  for (let l = 0; l < numLayers; l++) {
+    for (const data of [cache.keys(l), cache.values(l)]) {
+      for (let g = 0; g < numKvHeads; g++) {
+        const from = cache.offset(g, 0);
+        for (let i = from; i < from + tokens * headDim; i++) data[i] = random.uniform(-2, 2);
+      }
+    }
+  }
+  // Token ids play no part in a rotation.
+  cache.commit(new Int32Array(tokens), Int32Array.from({ length: tokens }, (_, i) => i), schedule.regimeFor(tokens));
 }

@@ -1,14 +1,15 @@
 import { cpus } from 'node:os';
-import { type Backend, type ModelConfig, type RopeSchedule, SeededRandom, createRopeSchedule, generate, wrapBackend } from '@ropeswitch/core';
-import { rePrefill } from '@ropeswitch/policies';
+import { type Backend, type ModelConfig, type RopeSchedule, SeededRandom, createRopeSchedule, loadWeights, storedBytes } from '@ropeswitch/core';
+import type { BackendSettings } from '../backend-flags.js';
 import { type BackendName, TRAINED_MODEL_DIR, openBackend } from '../backends.js';
-import type { BenchModel, BenchReport, BenchRun, RunCost, RunQuality, ScenarioName, TaskRun } from './bench-report.js';
+import type { BenchModel, BenchReport, BenchRun, BenchScenario, RunCost, RunQuality, ScenarioName, TaskRun } from './bench-report.js';
 import { CountingBackend } from './counting-backend.js';
 import { type MiddlewareOverhead, measureMiddlewareOverhead } from './middleware-overhead.js';
 import { oracleLogits } from './oracle-logits.js';
-import { type PolicyRunRecord, runPolicy } from './policy-run.js';
+import { type PolicyRunRecord, type StepQuality, runPolicy, scoreRun } from './policy-run.js';
 import type { BenchProgress } from './progress.js';
 import { measureRerotation } from './rerotation-cost.js';
+import { type BackendSpeed, WARM_UP_FULL_MS, estimateRunMs, measureSpeed, prefillMs, sizeScenario } from './scenario-budget.js';
 import { type ScenarioPlan, planScenario } from './scenario-plan.js';
 import { median, medianIndex, minMax, percentile } from './statistics.js';
 import { type BackendMeasurements, checkTargets } from './targets.js';
@@ -35,48 +36,59 @@ export interface BenchOptions {
   /** Seeds the prompts (default 1). */
   readonly seed?: number;
   readonly progress?: BenchProgress;
+  /** Backend flags of the command line (`--threads`, …). */
+  readonly settings?: BackendSettings;
+  /** Estimated minutes a (scenario, backend) may take before a cheaper plan is run (see `scenario-budget.ts`); `null` or absent: the full plans always. */
+  readonly budgetMinutes?: number | null;
 }
 
 const NO_PROGRESS: BenchProgress = { start() {}, step() {}, finish() {} };
 
 /**
- * Runs the benchmark and returns its report: per backend and scenario, an exact greedy token
- * stream (re-prefill, equal to the no-cache oracle) that every policy is teacher-forced on, the
- * oracle's logits at the steps around and after the crossing, one warm-up run, then `repeats`
- * timed runs of each policy in turn; then the rotation and middleware measurements; then the copy
- * task on the trained model.
+ * Runs the benchmark and returns its report. Per backend: its speed on the model (a short probe the
+ * plans are sized by), then per scenario a warm-up, an exact greedy run (re-prefill, equal to the
+ * no-cache oracle: its tokens are the stream every other policy is teacher-forced on, and it is
+ * re-prefill's first timed run), the oracle's logits at the steps around and after the crossing,
+ * then `repeats` timed runs of each policy in turn; then the rotation and middleware measurements;
+ * then the copy task on the trained model.
  */
 export async function runBench(options: BenchOptions): Promise<BenchReport> {
   const progress = options.progress ?? NO_PROGRESS;
   const policies = options.policies.includes(REFERENCE_POLICY) ? options.policies.slice() : [REFERENCE_POLICY, ...options.policies];
   const seed = options.seed ?? 1;
   const task = options.taskSequences > 0;
-  const perBackend = options.scenarios.length * (3 + policies.length * options.repeats) + 2 + (task ? policies.length * TASK_COPY_LENGTHS.length : 0);
+  const streamIsRun = policies.includes(STREAM_POLICY) ? 1 : 0;
+  const perScenario = 3 + policies.length * options.repeats - streamIsRun;
+  const perBackend = 1 + options.scenarios.length * perScenario + 2 + (task ? policies.length * TASK_COPY_LENGTHS.length : 0);
   progress.start(options.backends.length * perBackend);
+  const budgetMs = options.budgetMinutes == null || options.budgetMinutes <= 0 ? null : options.budgetMinutes * 60_000;
 
   const runs: BenchRun[] = [];
   const taskRuns: TaskRun[] = [];
   const measured: BackendMeasurements[] = [];
-  const plans = new Map<ScenarioName, ScenarioPlan>();
+  const plans: { plan: ScenarioPlan; backend: string }[] = [];
   let config: ModelConfig | undefined;
   let threshold = 0;
 
   for (const backendName of options.backends) {
-    const backend = await openBackend(backendName, options.modelDir);
+    const backend = await openBackend(backendName, options.modelDir, options.settings ? { settings: options.settings } : {});
     try {
       config = backend.config;
       const schedule = createRopeSchedule(config.rope);
       if (schedule.threshold === undefined) throw new Error(`the model in ${options.modelDir} has a static RoPE schedule: nothing to benchmark`);
       threshold = schedule.threshold;
+      progress.step(`${backendName}: speed on this model (sizes the plans)`);
+      const speed = await measureSpeed(backend, seed);
       for (const scenario of options.scenarios) {
-        const plan = planScenario(scenario, schedule, threshold, options.newTokens, config.vocabSize, seed);
-        plans.set(scenario, plan);
-        runs.push(...(await runScenario(backend, backendName, schedule, plan, policies, options.repeats, progress)));
+        const sizing = sizeScenario(scenario, threshold, options.newTokens, policies, options.repeats, speed, budgetMs, backendName);
+        const plan = planScenario(scenario, schedule, threshold, options.newTokens, config.vocabSize, seed, sizing);
+        plans.push({ plan, backend: backendName });
+        runs.push(...(await runScenario(backend, backendName, schedule, plan, policies, options.repeats, speed, progress)));
       }
       progress.step(`${backendName}: rerotation vs key copy`);
-      const rerotation = await measureRerotation(backend, schedule, seededIds(threshold, config.vocabSize, seed ^ 0x726f74));
+      const rerotation = await measureRerotation(backend, schedule, threshold, seed ^ 0x726f74);
       progress.step(`${backendName}: middleware overhead`);
-      const overhead = await measureOverhead(backend, threshold, config.vocabSize, seed);
+      const overhead = await measureOverhead(backend, threshold, config.vocabSize, seed, speed);
       measured.push({ backend: backendName, rerotation, overhead });
     } finally {
       await backend.dispose();
@@ -89,7 +101,7 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
     version: 1,
     createdAt: new Date().toISOString(),
     machine: { cpu: cpus()[0]?.model.trim() ?? 'unknown', cores: cpus().length, node: process.version, platform: `${process.platform}-${process.arch}` },
-    model: describeModel(options.modelName, config!),
+    model: await describeModel(options.modelName, options.modelDir, config!),
     threshold,
     settings: {
       backends: options.backends.slice(),
@@ -98,15 +110,35 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
       newTokens: options.newTokens,
       repeats: options.repeats,
       quick: options.quick,
+      budgetMinutes: budgetMs === null ? null : budgetMs / 60_000,
     },
-    scenarios: options.scenarios.map((name) => {
-      const { prompt: _prompt, ...scenario } = plans.get(name)!;
-      return scenario;
-    }),
+    scenarios: scenarioEntries(options.scenarios, plans),
     runs,
     task: taskRuns,
-    targets: checkTargets(runs, measured, options.scenarios),
+    targets: checkTargets(runs, measured, options.scenarios, config!.hiddenSize),
   };
+}
+
+/** The exact policy whose greedy run gives the stream; it is also its first timed run. */
+const STREAM_POLICY = 're-prefill';
+
+/** The warm-up when a full stale run would be dear: a short prompt and a few steps, enough to compile every path. */
+const SHORT_WARM_UP = { promptTokens: 64, steps: 8 };
+
+/** One report entry per distinct plan of a scenario, naming the backends that ran it. */
+function scenarioEntries(names: readonly ScenarioName[], plans: readonly { plan: ScenarioPlan; backend: string }[]): BenchScenario[] {
+  const out: BenchScenario[] = [];
+  for (const name of names) {
+    const entries = new Map<string, BenchScenario>();
+    for (const { plan, backend } of plans.filter((p) => p.plan.name === name)) {
+      const { prompt: _prompt, shadowWindow: _window, ...scenario } = plan;
+      const key = JSON.stringify(scenario);
+      const entry = entries.get(key);
+      entries.set(key, { ...scenario, backends: [...(entry?.backends ?? []), backend] });
+    }
+    out.push(...entries.values());
+  }
+  return out;
 }
 
 async function runScenario(
@@ -116,33 +148,46 @@ async function runScenario(
   plan: ScenarioPlan,
   policies: readonly string[],
   repeats: number,
+  speed: BackendSpeed,
   progress: BenchProgress,
 ): Promise<BenchRun[]> {
   const where = `${plan.name}/${backendName}`;
-  progress.step(`${where}: exact token stream (${plan.promptTokens} + ${plan.steps} tokens)`);
-  // The greedy tokens of an exact run; the last one chosen is never fed.
-  const exact = await generate(wrapBackend(backend, rePrefill()), plan.prompt, { maxNewTokens: plan.steps + 1, collectLogits: false });
-  const stream = exact.tokens.slice(0, plan.steps);
+  const counting = new CountingBackend(backend);
+  const stepsOf = { promptTokens: plan.promptTokens, steps: plan.steps, oracleForwards: 1, shadowWindow: plan.shadowWindow ?? plan.promptTokens };
+  const fullWarmUp = estimateRunMs(REFERENCE_POLICY, stepsOf, schedule.threshold!, speed) <= WARM_UP_FULL_MS;
+  progress.step(`${where}: warm-up${fullWarmUp ? '' : ` (short: ${SHORT_WARM_UP.promptTokens} + ${SHORT_WARM_UP.steps} tokens)`}`);
+  const warmUp = fullWarmUp ? plan : { ...plan, ...SHORT_WARM_UP, prompt: plan.prompt.slice(0, SHORT_WARM_UP.promptTokens) };
+  await runPolicy(counting, REFERENCE_POLICY, warmUp, 'greedy');
+
+  const keep = new Set(plan.oracleSteps);
+  progress.step(`${where}: exact token stream, ${STREAM_POLICY} run 1/${repeats} (${plan.promptTokens} + ${plan.steps} tokens)`);
+  const exact = await runPolicy(counting, STREAM_POLICY, plan, 'greedy', keep);
+  const stream = exact.tokens;
   progress.step(`${where}: no-cache oracle at ${plan.oracleSteps.length} steps`);
   const oracle = await oracleLogits(backend, schedule, [...plan.prompt, ...stream], plan.promptTokens, plan.oracleSteps);
 
-  const counting = new CountingBackend(backend);
-  progress.step(`${where}: warm-up`);
-  await runPolicy(counting, REFERENCE_POLICY, plan, stream, undefined);
-  const records = new Map<string, PolicyRunRecord[]>(policies.map((p) => [p, []]));
+  const records = new Map<string, PolicyRunRecord[]>(policies.map((p) => [p, p === STREAM_POLICY ? [exact] : []]));
   // Policies take turns within each repeat, so a drift in machine speed spreads over all of them.
   for (let r = 0; r < repeats; r++) {
     for (const policy of policies) {
+      if (r === 0 && policy === STREAM_POLICY) continue;
       progress.step(`${where}: ${policy} (run ${r + 1}/${repeats})`);
-      records.get(policy)!.push(await runPolicy(counting, policy, plan, stream, r === 0 ? oracle : undefined));
+      records.get(policy)!.push(await runPolicy(counting, policy, plan, stream, r === 0 ? keep : undefined));
     }
   }
   const referenceMedian = median(records.get(REFERENCE_POLICY)!.map((rec) => median(rec.stepMs.slice(1))));
-  return policies.map((policy) => summarizeRuns(plan, backendName, policy, records.get(policy)!, referenceMedian));
+  return policies.map((policy) => summarizeRuns(plan, backendName, policy, records.get(policy)!, scoreRun(records.get(policy)![0]!, oracle), referenceMedian));
 }
 
 /** One report row from a policy's repeats: cost figures are medians over them, quality and series from the first / median one. */
-function summarizeRuns(plan: ScenarioPlan, backend: string, policy: string, records: readonly PolicyRunRecord[], referenceMedian: number): BenchRun {
+function summarizeRuns(
+  plan: ScenarioPlan,
+  backend: string,
+  policy: string,
+  records: readonly PolicyRunRecord[],
+  scores: ReadonlyMap<number, StepQuality>,
+  referenceMedian: number,
+): BenchRun {
   const per = records.map((rec) => {
     const decode = rec.stepMs.slice(1);
     return {
@@ -169,13 +214,14 @@ function summarizeRuns(plan: ScenarioPlan, backend: string, policy: string, reco
     totalMs: med((p) => p.totalMs),
     extraForwardTokens: first.forwardTokens - (plan.promptTokens + plan.steps),
     peakCacheBytes: first.peakCacheBytes,
+    peakRssBytes: Math.max(...records.map((rec) => rec.peakRssBytes)),
   };
   const shown = records[medianIndex(per.map((p) => p.totalMs))]!;
   return {
     scenario: plan.name,
     backend,
     policy,
-    quality: quality(plan, first),
+    quality: quality(plan, scores),
     cost,
     spread: {
       ttftMs: minMax(per.map((p) => p.ttftMs)),
@@ -186,15 +232,15 @@ function summarizeRuns(plan: ScenarioPlan, backend: string, policy: string, reco
     series: {
       // Rounded to 0.1 µs: finer digits are timer noise and only bloat report.json.
       stepMs: shown.stepMs.map((ms) => Math.round(ms * 1e4) / 1e4),
-      kl: Array.from({ length: plan.steps + 1 }, (_, step) => first.quality.get(step)?.kl ?? null),
+      kl: Array.from({ length: plan.steps + 1 }, (_, step) => scores.get(step)?.kl ?? null),
     },
     events: first.events,
   };
 }
 
 /** Quality over the oracle steps at and after the crossing. */
-function quality(plan: ScenarioPlan, record: PolicyRunRecord): RunQuality {
-  const compared = plan.oracleSteps.filter((s) => s >= plan.crossingStep).map((s) => record.quality.get(s)!);
+function quality(plan: ScenarioPlan, scores: ReadonlyMap<number, StepQuality>): RunQuality {
+  const compared = plan.oracleSteps.filter((s) => s >= plan.crossingStep).map((s) => scores.get(s)!);
   const kls = compared.map((q) => q.kl);
   return {
     maxAbsLogitDiff: Math.max(0, ...compared.map((q) => q.maxAbsDiff)),
@@ -205,12 +251,24 @@ function quality(plan: ScenarioPlan, record: PolicyRunRecord): RunQuality {
   };
 }
 
-/** The middleware check from half the threshold up (decode steps that cross nothing). */
-async function measureOverhead(backend: Backend, threshold: number, vocab: number, seed: number): Promise<MiddlewareOverhead | undefined> {
-  const prompt = seededIds(Math.max(1, Math.floor(threshold / 2)), vocab, seed ^ 0x6f7668);
+/** Time the middleware check may take: two prompts and its 400 decode steps, on the slowest backends. */
+const OVERHEAD_BUDGET_MS = 120_000;
+
+/**
+ * The middleware check from half the threshold up (decode steps that cross nothing); on a backend
+ * too slow for two prompts of L/2 and its steps within two minutes, from a shorter prompt and fewer steps.
+ */
+async function measureOverhead(backend: Backend, threshold: number, vocab: number, seed: number, speed: BackendSpeed): Promise<MiddlewareOverhead | undefined> {
+  let promptTokens = Math.max(1, Math.floor(threshold / 2));
+  while (promptTokens > 64 && 2 * prefillMs(speed, promptTokens) > OVERHEAD_BUDGET_MS / 2) promptTokens = Math.floor(promptTokens / 2);
+  const steps = Math.max(20, Math.min(MAX_OVERHEAD_STEPS, Math.floor(OVERHEAD_BUDGET_MS / 2 / (2 * speed.decodeMs))));
+  const prompt = seededIds(promptTokens, vocab, seed ^ 0x6f7668);
   if (threshold - prompt.length < 1) return undefined;
-  return measureMiddlewareOverhead(backend, prompt, threshold, seededIds(64, vocab, seed ^ 0x746f6b));
+  return measureMiddlewareOverhead(backend, prompt, threshold, seededIds(64, vocab, seed ^ 0x746f6b), steps);
 }
+
+/** Steps per side of the middleware check at most (10 rounds of 20). */
+const MAX_OVERHEAD_STEPS = 200;
 
 async function runTaskScenario(backendName: BackendName, policies: readonly string[], sequences: number, progress: BenchProgress): Promise<TaskRun[]> {
   const backend = await openBackend(backendName, TRAINED_MODEL_DIR);
@@ -235,7 +293,20 @@ function seededIds(count: number, vocab: number, seed: number): number[] {
   return Array.from({ length: count }, () => random.int(vocab));
 }
 
-function describeModel(name: string, config: ModelConfig): BenchModel {
+/** The model as the report states it, with its size read from the checkpoint's headers (no tensor is read). */
+async function describeModel(name: string, dir: string, config: ModelConfig): Promise<BenchModel> {
+  const store = await loadWeights(dir);
+  let parameters = 0;
+  let checkpointBytes = 0;
+  try {
+    for (const tensor of store.names) {
+      const info = store.info(tensor);
+      parameters += info.shape.reduce((a, b) => a * b, 1);
+      checkpointBytes += storedBytes(info);
+    }
+  } finally {
+    await store.close();
+  }
   return {
     name,
     family: config.family,
@@ -246,6 +317,9 @@ function describeModel(name: string, config: ModelConfig): BenchModel {
     headDim: config.headDim,
     vocabSize: config.vocabSize,
     ropeType: config.rope.scaling.type,
+    parameters,
+    checkpointBytes,
+    weightBytes: 4 * parameters,
   };
 }
 

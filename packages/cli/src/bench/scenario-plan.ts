@@ -12,9 +12,21 @@ export const ORACLE_STEPS_BEFORE = 8;
 export const SPARSE_ORACLE_STEPS = 24;
 
 /** A scenario with its prompt: what every policy of it is fed. */
-export interface ScenarioPlan extends BenchScenario {
+export interface ScenarioPlan extends Omit<BenchScenario, 'backends'> {
   /** Seeded prompt ids. */
   readonly prompt: readonly number[];
+  /** `shadowPrefill`'s window when the plan is not the scenario's own (a shortened far: the decode steps before the crossing). */
+  readonly shadowWindow?: number;
+}
+
+/** A cheaper plan of a scenario, for a backend too slow for the full one (see `scenario-budget.ts`). */
+export interface ScenarioSizing {
+  /** Prompt tokens in place of the scenario's own (a far scenario with fewer steps to the crossing). */
+  readonly promptTokens?: number;
+  /** Whether the oracle also covers the steps before the crossing (default true; quality is measured after it either way). */
+  readonly oracleBefore?: boolean;
+  /** What was changed and why, as the report states it. */
+  readonly adjustments?: readonly string[];
 }
 
 /**
@@ -27,15 +39,31 @@ export interface ScenarioPlan extends BenchScenario {
  * crossing to the end; a sparse, evenly spread subset of at most 24 when every length past the
  * threshold has its own regime (each then needs its own full forward).
  */
-export function planScenario(name: ScenarioName, schedule: RopeSchedule, threshold: number, newTokens: number, vocabSize: number, seed: number): ScenarioPlan {
-  const promptTokens = name === 'near' ? Math.max(1, threshold - NEAR_MARGIN) : Math.max(1, Math.floor(threshold / 2));
+export function planScenario(
+  name: ScenarioName,
+  schedule: RopeSchedule,
+  threshold: number,
+  newTokens: number,
+  vocabSize: number,
+  seed: number,
+  sizing: ScenarioSizing = {},
+): ScenarioPlan {
+  const own = scenarioPromptTokens(name, threshold);
+  const promptTokens = sizing.promptTokens ?? own;
   const crossingStep = threshold + 1 - promptTokens;
   const steps = crossingStep + newTokens - 1;
-  let oracleSteps = range(Math.max(0, crossingStep - ORACLE_STEPS_BEFORE), steps);
+  let oracleSteps = range(Math.max(0, sizing.oracleBefore === false ? crossingStep : crossingStep - ORACLE_STEPS_BEFORE), steps);
   if (schedule.changesEveryStep && oracleSteps.length > SPARSE_ORACLE_STEPS) oracleSteps = spread(oracleSteps, crossingStep, SPARSE_ORACLE_STEPS);
   const random = new SeededRandom(seed ^ (name === 'near' ? 0x6e656172 : 0x66617221));
   const prompt = Array.from({ length: promptTokens }, () => random.int(vocabSize));
-  return { name, promptTokens, steps, crossingStep, oracleSteps, prompt };
+  // A far scenario brought nearer keeps its point: the shadow copy is spread over every step to the crossing.
+  const shadowWindow = name === 'far' && promptTokens !== own ? threshold - promptTokens : undefined;
+  return { name, promptTokens, steps, crossingStep, oracleSteps, prompt, adjustments: sizing.adjustments ?? [], ...(shadowWindow !== undefined ? { shadowWindow } : {}) };
+}
+
+/** The scenario's own prompt length: L − 6 (near) or L/2 (far). */
+export function scenarioPromptTokens(name: ScenarioName, threshold: number): number {
+  return name === 'near' ? Math.max(1, threshold - NEAR_MARGIN) : Math.max(1, Math.floor(threshold / 2));
 }
 
 function range(from: number, to: number): number[] {

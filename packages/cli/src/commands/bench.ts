@@ -2,7 +2,8 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { createRopeSchedule, loadModelConfig, positionLimit } from '@ropeswitch/core';
 import { POLICY_NAMES } from '@ropeswitch/policies';
-import { intOption, parseOptions, quoted } from '../args.js';
+import { intOption, numberOption, parseOptions, quoted } from '../args.js';
+import { BACKEND_FLAGS, backendSettings } from '../backend-flags.js';
 import { BACKEND_NAMES, type BackendName, resolveModelDir } from '../backends.js';
 import type { BenchReport, ScenarioName } from '../bench/bench-report.js';
 import { createProgress } from '../bench/progress.js';
@@ -14,10 +15,10 @@ import type { CommandIO } from '../io.js';
 import { UsageError } from '../usage-error.js';
 
 export const benchUsage =
-  'ropeswitch bench [--model DIR|builtin|trained] [--backends reference,onnxruntime,webgpu] [--policies all|a,b] [--scenarios near,far] [--new-tokens N] [--repeats R] [--quick] [--out DIR] [--task-sequences N] [--no-task]';
+  'ropeswitch bench [--model DIR|builtin|trained] [--backends reference,onnxruntime,webgpu] [--policies all|a,b] [--scenarios near,far] [--new-tokens N] [--repeats R] [--quick] [--out DIR] [--task-sequences N] [--no-task] [--budget-minutes M] [--threads N]';
 
 /** Defaults of a full run and of `--quick` (which also picks the L = 256 built-in model). */
-const DEFAULTS = { newTokens: 16, repeats: 3, taskSequences: 50 };
+const DEFAULTS = { newTokens: 16, repeats: 3, taskSequences: 50, budgetMinutes: 20 };
 const QUICK = { repeats: 1, taskSequences: 10 };
 
 /**
@@ -38,6 +39,8 @@ export async function benchCommand(argv: string[], io: CommandIO): Promise<void>
     out: { type: 'string' },
     'task-sequences': { type: 'string' },
     'no-task': { type: 'boolean' },
+    'budget-minutes': { type: 'string' },
+    ...BACKEND_FLAGS,
   });
   const quick = o.quick === true;
   const backends = listOption<BackendName>('backends', o.backends, BACKEND_NAMES, ['reference']);
@@ -47,6 +50,7 @@ export async function benchCommand(argv: string[], io: CommandIO): Promise<void>
   const repeats = intOption('repeats', o.repeats, quick ? QUICK.repeats : DEFAULTS.repeats, 1, 100);
   if (o['no-task'] && o['task-sequences'] !== undefined) throw new UsageError('bench: --task-sequences and --no-task exclude each other');
   const taskSequences = o['no-task'] ? 0 : intOption('task-sequences', o['task-sequences'], quick ? QUICK.taskSequences : DEFAULTS.taskSequences, 1, 10_000);
+  const budgetMinutes = numberOption('budget-minutes', o['budget-minutes'], 0, 10_000) ?? DEFAULTS.budgetMinutes;
   if (o.out === '') throw new UsageError('bench: --out needs a folder');
   const outDir = resolve(typeof o.out === 'string' ? o.out : 'bench-out');
   const modelName = typeof o.model === 'string' && o.model !== '' ? o.model : 'builtin';
@@ -73,6 +77,8 @@ export async function benchCommand(argv: string[], io: CommandIO): Promise<void>
     repeats,
     quick,
     taskSequences,
+    budgetMinutes: budgetMinutes === 0 ? null : budgetMinutes,
+    settings: backendSettings(o),
     progress: createProgress(io.stderr, io.isTTY === true),
   });
   const markdown = renderMarkdown(report);
