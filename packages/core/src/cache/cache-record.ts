@@ -3,11 +3,14 @@ import type { RopeRegime } from '../rope/regime.js';
 import type { KvCacheLayout, RegimeSpan } from './kv-cache.js';
 import { RegimeSpans } from './regime-spans.js';
 
+/** Source of {@link CacheRecord.revision}s: unique across every record, so a replaced record never repeats one. */
+let lastRevision = 0;
+
 /**
  * What a KV cache records beside its keys and values: the token id, position id and rotating
  * regime of each cached index, its length and capacity (indices per head its storage holds), and
- * whether it was disposed. {@link CpuKvCache} and a GPU backend's cache each compose one and keep
- * only their storage, so both answer `tokens()`, `regimeAt()`, `crop()`, … by the same code.
+ * whether it was disposed. {@link RecordedKvCache} holds one for {@link CpuKvCache} and a GPU
+ * backend's cache, so both answer `tokens()`, `regimeAt()`, `crop()`, … by the same code.
  *
  * A cache grows its storage first and the record after ({@link grownCapacity}, then {@link grow}),
  * so a failed allocation leaves both as they were.
@@ -19,6 +22,7 @@ export class CacheRecord {
   private size = 0;
   private cap: number;
   private freed = false;
+  private changed = ++lastRevision;
 
   constructor(
     readonly layout: KvCacheLayout,
@@ -37,6 +41,11 @@ export class CacheRecord {
   /** Indices per head the cache's storage holds. */
   get capacity(): number {
     return this.cap;
+  }
+
+  /** Changes whenever what is cached changes (commit, crop, rerotation, take-over); never repeats. */
+  get revision(): number {
+    return this.changed;
   }
 
   get disposed(): boolean {
@@ -86,12 +95,14 @@ export class CacheRecord {
     }
     this.spans.append(this.size, n, regime);
     this.size += n;
+    this.changed = ++lastRevision;
   }
 
   /** Records that every cached key is now rotated under `regime` (after an in-place rerotation). */
   markRotated(regime: RopeRegime): void {
     this.assertLive();
     this.spans.reset(this.size, regime);
+    this.changed = ++lastRevision;
   }
 
   tokens(): Int32Array {
@@ -128,6 +139,7 @@ export class CacheRecord {
     }
     this.size = length;
     this.spans.crop(length);
+    this.changed = ++lastRevision;
   }
 
   /** An independent copy with capacity `max(length, 1)`, the capacity a clone's storage gets. */
@@ -158,6 +170,7 @@ export class CacheRecord {
     this.spans = other.spans;
     this.size = other.size;
     this.cap = other.cap;
+    this.changed = ++lastRevision;
   }
 
   /** Marks the cache disposed: every later use throws. */

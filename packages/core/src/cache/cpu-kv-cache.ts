@@ -1,7 +1,6 @@
 import { CacheError } from '../errors.js';
-import type { RopeRegime } from '../rope/regime.js';
-import { CacheRecord } from './cache-record.js';
-import type { KvCache, KvCacheLayout, RegimeSpan } from './kv-cache.js';
+import type { KvCache, KvCacheLayout } from './kv-cache.js';
+import { RecordedKvCache } from './recorded-kv-cache.js';
 
 /** A run of `length` floats a {@link CpuKvStorage} handed out. */
 export interface CpuKvBlock {
@@ -20,8 +19,11 @@ export interface CpuKvBlock {
  * linear memory, so its caches need no copy in or out of it.
  */
 export interface CpuKvStorage {
-  /** `length` zeroed floats. */
-  allocate(length: number): CpuKvBlock;
+  /**
+   * `length` zeroed floats. A cache passes the layer the block holds, so storage that keeps layers
+   * apart (one WebAssembly memory per group of layers) can place it; other storage ignores it.
+   */
+  allocate(length: number, layer?: number): CpuKvBlock;
 }
 
 /** The default storage: a fresh `Float32Array` per block, freed by the garbage collector. */
@@ -43,38 +45,25 @@ const heapKvStorage: CpuKvStorage = {
  * Backends write a forward's new rows past `length` (after {@link reserve}) and then call
  * {@link commit}: until the commit the cache's visible contents are unchanged, so a forward that
  * fails half-way leaves it as it was. Token ids, positions and regimes are kept by a
- * {@link CacheRecord}, as in the GPU backend's cache.
+ * {@link RecordedKvCache}'s record, as in the GPU backend's cache.
  */
-export class CpuKvCache implements KvCache {
+export class CpuKvCache extends RecordedKvCache {
   readonly location = 'cpu' as const;
   private keyData: CpuKvBlock[];
   private valueData: CpuKvBlock[];
-  private record: CacheRecord;
 
   /**
    * @param storage Where the key and value storage lives (default: the JS heap). A cache's clones
    * use the same storage.
    */
   constructor(
-    readonly layout: KvCacheLayout,
+    layout: KvCacheLayout,
     initialCapacity = 16,
     private storage: CpuKvStorage = heapKvStorage,
   ) {
-    this.record = new CacheRecord(layout, initialCapacity);
+    super(layout, initialCapacity);
     this.keyData = this.allocLayers(this.record.capacity);
     this.valueData = this.allocLayers(this.record.capacity);
-  }
-
-  get length(): number {
-    return this.record.length;
-  }
-
-  get capacity(): number {
-    return this.record.capacity;
-  }
-
-  get disposed(): boolean {
-    return this.record.disposed;
   }
 
   /** Where this cache's keys and values live. */
@@ -114,48 +103,18 @@ export class CpuKvCache implements KvCache {
     // The old blocks are freed only once every new one is in place: a failed allocation (a storage
     // at its limit) leaves the cache as it was.
     const old = [...this.keyData, ...this.valueData];
+    const layers = this.keyData.length;
     const grown: CpuKvBlock[] = [];
     try {
-      for (const b of old) grown.push(this.regrow(b, cap));
+      for (const [i, b] of old.entries()) grown.push(this.regrow(b, cap, i % layers));
     } catch (e) {
       for (const b of grown) b.free();
       throw e;
     }
     for (const b of old) b.free();
-    const layers = this.keyData.length;
     this.keyData = grown.slice(0, layers);
     this.valueData = grown.slice(layers);
     this.record.grow(cap);
-  }
-
-  /** Makes the `tokens.length` rows written past `length` visible, rotated under `regime`. */
-  commit(tokens: ArrayLike<number>, positions: ArrayLike<number>, regime: RopeRegime): void {
-    this.record.commit(tokens, positions, regime);
-  }
-
-  /** Records that every cached key is now rotated under `regime` (after an in-place rerotation). */
-  markRotated(regime: RopeRegime): void {
-    this.record.markRotated(regime);
-  }
-
-  tokens(): Int32Array {
-    return this.record.tokens();
-  }
-
-  positions(): Int32Array {
-    return this.record.positions();
-  }
-
-  regimeAt(index: number): RopeRegime {
-    return this.record.regimeAt(index);
-  }
-
-  regimeSpans(): readonly RegimeSpan[] {
-    return this.record.regimeSpans();
-  }
-
-  uniformRegime(): RopeRegime | undefined {
-    return this.record.uniformRegime();
   }
 
   clone(): CpuKvCache {
@@ -192,10 +151,6 @@ export class CpuKvCache implements KvCache {
     other.dispose();
   }
 
-  crop(length: number): void {
-    this.record.crop(length);
-  }
-
   dispose(): void {
     this.record.dispose();
     this.freeBlocks();
@@ -210,12 +165,12 @@ export class CpuKvCache implements KvCache {
 
   private allocLayers(cap: number): CpuKvBlock[] {
     const { numLayers, numKvHeads, headDim } = this.layout;
-    return Array.from({ length: numLayers }, () => this.storage.allocate(numKvHeads * cap * headDim));
+    return Array.from({ length: numLayers }, (_, layer) => this.storage.allocate(numKvHeads * cap * headDim, layer));
   }
 
-  private regrow(old: CpuKvBlock, cap: number): CpuKvBlock {
+  private regrow(old: CpuKvBlock, cap: number, layer: number): CpuKvBlock {
     const { numKvHeads, headDim } = this.layout;
-    const block = this.storage.allocate(numKvHeads * cap * headDim);
+    const block = this.storage.allocate(numKvHeads * cap * headDim, layer);
     // Views after the allocation: growing the storage may have moved or detached older ones.
     const next = block.view;
     const from0 = old.view;

@@ -35,6 +35,12 @@ export interface KvCache {
   readonly disposed: boolean;
   /** Bytes held by keys and values (allocated capacity). */
   readonly byteLength: number;
+  /**
+   * Changes whenever what is cached changes (a commit, crop, rerotation or `replaceWith`) and never
+   * takes a value twice, so a policy keeping state beside a cache can tell, without reading it,
+   * that nobody touched it since (optional: caches without it are compared token by token).
+   */
+  readonly revision?: number;
   /** A copy of the cached token ids, in cache order. */
   tokens(): Int32Array;
   /** A copy of the cached position ids, in cache order. */

@@ -1,10 +1,9 @@
 import type { RopeRegime } from '../rope/regime.js';
-import type { CacheRecord } from './cache-record.js';
-import type { KvCache, RegimeSpan } from './kv-cache.js';
+import type { RegimeSpan } from './kv-cache.js';
 
 /**
  * Run-length record of which regime rotated each cached key: one entry per change, not per token.
- * Kept by a {@link CacheRecord}, which a backend's own {@link KvCache} (e.g. on a GPU) composes.
+ * Kept by each cache's `CacheRecord` (imported by it, never the other way round).
  */
 export class RegimeSpans {
   private spans: RegimeSpan[] = [];

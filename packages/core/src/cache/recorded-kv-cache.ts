@@ -1,0 +1,79 @@
+import type { RopeRegime } from '../rope/regime.js';
+import { CacheRecord } from './cache-record.js';
+import type { CacheLocation, KvCache, KvCacheLayout, RegimeSpan } from './kv-cache.js';
+
+/**
+ * The part of a {@link KvCache} that is only bookkeeping, answered from its {@link CacheRecord}:
+ * length, capacity, the cached token ids, positions and regimes, commit, crop. {@link CpuKvCache}
+ * and a GPU backend's cache extend it and add only their storage (allocation, growth, copy,
+ * hand-over, freeing), so the two never repeat the record's logic.
+ */
+export abstract class RecordedKvCache implements KvCache {
+  abstract readonly location: CacheLocation;
+  abstract readonly byteLength: number;
+  /** The cache's bookkeeping; a subclass replaces it when it clones or takes over another cache. */
+  protected record: CacheRecord;
+
+  constructor(
+    readonly layout: KvCacheLayout,
+    initialCapacity: number,
+  ) {
+    this.record = new CacheRecord(layout, initialCapacity);
+  }
+
+  abstract reserve(extra: number): void;
+  abstract clone(): KvCache;
+  abstract replaceWith(other: KvCache): void;
+  abstract dispose(): void;
+
+  get length(): number {
+    return this.record.length;
+  }
+
+  /** Indices per head the storage holds. */
+  get capacity(): number {
+    return this.record.capacity;
+  }
+
+  get disposed(): boolean {
+    return this.record.disposed;
+  }
+
+  get revision(): number {
+    return this.record.revision;
+  }
+
+  /** Makes the `tokens.length` rows written past `length` visible, rotated under `regime`. */
+  commit(tokens: ArrayLike<number>, positions: ArrayLike<number>, regime: RopeRegime): void {
+    this.record.commit(tokens, positions, regime);
+  }
+
+  /** Records that every cached key is now rotated under `regime` (after an in-place rerotation). */
+  markRotated(regime: RopeRegime): void {
+    this.record.markRotated(regime);
+  }
+
+  tokens(): Int32Array {
+    return this.record.tokens();
+  }
+
+  positions(): Int32Array {
+    return this.record.positions();
+  }
+
+  regimeAt(index: number): RopeRegime {
+    return this.record.regimeAt(index);
+  }
+
+  regimeSpans(): readonly RegimeSpan[] {
+    return this.record.regimeSpans();
+  }
+
+  uniformRegime(): RopeRegime | undefined {
+    return this.record.uniformRegime();
+  }
+
+  crop(length: number): void {
+    this.record.crop(length);
+  }
+}
