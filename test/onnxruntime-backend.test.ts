@@ -1,13 +1,18 @@
 import { mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
+  DATA_FILE,
+  DEFAULT_ROW_SLOTS,
   DecoderIo,
+  MANIFEST_FILE,
+  MODEL_FILE,
   OnnxRuntimeBackend,
   buildDecoderModel,
   cachedExport,
+  contentDigest,
   exportKey,
-  readExportWeights,
   readValueInfo,
+  tensorToArray,
 } from '@ropeswitch/backend-onnxruntime';
 import { ReferenceBackend } from '@ropeswitch/backend-reference';
 import {
@@ -83,31 +88,35 @@ async function compareWithReference(config: ModelConfig, store: WeightStore, opt
 }
 
 describe('onnxruntime backend: exporter', () => {
-  it('exports a graph whose cos/sin, cache and lengths are inputs and whose outputs are logits and the new rows only', async () => {
+  it('exports a graph whose cos/sin, row slots, caches and lengths are inputs and whose outputs are logits and the new rows only', async () => {
     const { config, weights } = await loadCheckpoint(`${hfDir}seed1-gqa`);
-    const model = buildDecoderModel(config, readExportWeights(config, weights));
+    const { model, slots } = buildDecoderModel(config, weights);
     await weights.close();
+    expect(slots).toBe(DEFAULT_ROW_SLOTS);
     const g = model.graph!;
     const inputs = g.input!.map((v) => readValueInfo(v));
     const half = config.rope.rotaryDim / 2;
-    expect(inputs.slice(0, 5).map((v) => [v.name, v.dims])).toEqual([
-      [DecoderIo.inputIds, ['sequence']],
-      [DecoderIo.ropeCos, ['sequence', half]],
-      [DecoderIo.ropeSin, ['sequence', half]],
-      [DecoderIo.pastLength, [1]],
-      [DecoderIo.logitsCount, [1]],
+    expect(inputs.slice(0, 6).map((v) => [v.name, v.dims])).toEqual([
+      [DecoderIo.inputIds, ['tokens']],
+      [DecoderIo.ropeCos, ['tokens', half]],
+      [DecoderIo.ropeSin, ['tokens', half]],
+      [DecoderIo.rowOffsets, [slots + 1]],
+      [DecoderIo.pastLengths, [slots]],
+      [DecoderIo.logitsIndex, ['logits_count']],
     ]);
-    expect(inputs.slice(5).map((v) => [v.name, v.dims])).toEqual(
-      Array.from({ length: config.numLayers }, (_, l) => [
-        [DecoderIo.pastKey(l), [config.numKvHeads, 'capacity', config.headDim]],
-        [DecoderIo.pastValue(l), [config.numKvHeads, 'capacity', config.headDim]],
-      ]).flat(),
+    expect(inputs.slice(6).map((v) => [v.name, v.dims])).toEqual(
+      Array.from({ length: config.numLayers }, (_, l) =>
+        Array.from({ length: slots }, (_, s) => [
+          [DecoderIo.pastKey(l, s), [config.numKvHeads, `capacity_${s}`, config.headDim]],
+          [DecoderIo.pastValue(l, s), [config.numKvHeads, `capacity_${s}`, config.headDim]],
+        ]).flat(),
+      ).flat(),
     );
     expect(g.output!.map((v) => readValueInfo(v)).map((v) => [v.name, v.dims])).toEqual([
       [DecoderIo.logits, ['logits_count', config.vocabSize]],
       ...Array.from({ length: config.numLayers }, (_, l) => [
-        [DecoderIo.newKey(l), [config.numKvHeads, 'sequence', config.headDim]],
-        [DecoderIo.newValue(l), [config.numKvHeads, 'sequence', config.headDim]],
+        [DecoderIo.newKey(l), [config.numKvHeads, 'tokens', config.headDim]],
+        [DecoderIo.newValue(l), [config.numKvHeads, 'tokens', config.headDim]],
       ]).flat(),
     ]);
     // No frequencies in the graph: nothing of the model's schedule is frozen into it.
@@ -118,11 +127,14 @@ describe('onnxruntime backend: exporter', () => {
   it('tied embeddings: the lm head is the embedding, transposed', async () => {
     const { config, weights } = await loadCheckpoint(`${hfDir}seed4-llama-dynamic`);
     expect(config.tieWordEmbeddings).toBe(true);
-    const w = readExportWeights(config, weights);
+    const { model } = buildDecoderModel(config, weights);
     const embed = weights.get('model.embed_tokens.weight');
     await weights.close();
+    const init = (name: string) => tensorToArray(model.graph!.initializer!.find((t) => t.name === name)!) as Float32Array;
+    const lmHead = init('lm_head.weight_t');
     const H = config.hiddenSize;
-    expect(w.lmHead[3 * config.vocabSize + 7]).toBe(embed[7 * H + 3]);
+    expect(maxAbsDiff(init('model.embed_tokens.weight'), embed)).toBe(0);
+    for (const [h, v] of [[3, 7], [0, config.vocabSize - 1], [H - 1, 11]] as const) expect(lmHead[h * config.vocabSize + v]).toBe(embed[v * H + h]);
   });
 
   it('interleaved pairing, partial rotary, GQA and biases match the reference backend (chunked prefill, decode, cached keys)', async () => {
@@ -146,29 +158,34 @@ describe('onnxruntime backend: exporter', () => {
 });
 
 describe('onnxruntime backend: exported models cached on disk', () => {
-  it('exports once per (config, weights, exporter version), then reuses the folder', async () => {
+  const settings = (config: ModelConfig) => ({ config, slots: DEFAULT_ROW_SLOTS });
+
+  it('exports once per (config, weights, options, exporter version), then reuses the folder', async () => {
     const cacheDir = tempDir();
     const { config, weights } = await loadCheckpoint(`${hfDir}seed2-mha`);
     const other = await loadCheckpoint(`${hfDir}seed1-gqa`);
     try {
-      const w = readExportWeights(config, weights);
+      const key = exportKey(settings(config), contentDigest(config, weights));
       // A crashed export's leftover must not be mistaken for a model.
-      mkdirSync(join(cacheDir, `ropeswitch-onnx-${exportKey(config, w)}.partial-1-dead`));
-      const first = cachedExport(config, w, cacheDir);
-      const second = cachedExport(config, w, cacheDir);
+      mkdirSync(join(cacheDir, `ropeswitch-onnx-${key}.partial-1-dead`));
+      const first = cachedExport(settings(config), { weights }, { cacheDir });
+      const second = cachedExport(settings(config), { weights }, { cacheDir });
       expect([first.created, second.created]).toEqual([true, false]);
       expect(second.dir).toBe(first.dir);
+      expect(first.manifest.key).toBe(key);
       const backend = await OnnxRuntimeBackend.open(config, weights, { cacheDir });
       expect(backend.exported.created).toBe(false);
       expect(backend.exported.dir).toBe(first.dir);
       await backend.dispose();
-      // Different weights, different key; the same weights under another config, another key too.
-      const otherW = readExportWeights(other.config, other.weights);
-      expect(exportKey(other.config, otherW)).not.toBe(exportKey(config, w));
-      expect(exportKey(variantConfig('seed2-mha', { rms_norm_eps: 1e-6 }), w)).not.toBe(exportKey(config, w));
+      // Different weights, different key; the same weights under another config, another key; other options, another key.
+      expect(exportKey(settings(other.config), contentDigest(other.config, other.weights))).not.toBe(key);
+      const digest = contentDigest(config, weights);
+      expect(exportKey(settings(variantConfig('seed2-mha', { rms_norm_eps: 1e-6 })), digest)).not.toBe(key);
+      expect(exportKey({ ...settings(config), slots: 2 }, digest)).not.toBe(key);
+      expect(exportKey({ ...settings(config), quantization: { mode: 'int4', blockSize: 32, accuracyLevel: 4 } }, digest)).not.toBe(key);
       const finals = readdirSync(cacheDir).filter((f) => !f.includes('.partial-'));
-      expect(finals).toEqual([`ropeswitch-onnx-${exportKey(config, w)}`]);
-      expect(readdirSync(join(cacheDir, finals[0]!))).toEqual(['model.onnx']);
+      expect(finals).toEqual([`ropeswitch-onnx-${key}`]);
+      expect(readdirSync(join(cacheDir, finals[0]!)).sort()).toEqual([MANIFEST_FILE, MODEL_FILE, DATA_FILE].sort());
     } finally {
       await weights.close();
       await other.weights.close();

@@ -1,4 +1,8 @@
-import type { AnglePrecision } from '@ropeswitch/core';
+import { type AnglePrecision, BackendError } from '@ropeswitch/core';
+import type { InferenceSession } from 'onnxruntime-node';
+import { DEFAULT_ROW_SLOTS } from '../export/decoder-graph.js';
+import type { ExportQuantization, QuantizationSettings } from '../export/projections.js';
+import type { ExportProgress } from '../export/weight-source.js';
 
 /** Execution providers the backend can ask onnxruntime-node for. */
 export type ExecutionProviderName = 'cpu' | 'cuda' | 'webgpu';
@@ -12,13 +16,88 @@ export interface OnnxRuntimeBackendOptions {
   /** Rotary angle precision: `float32` (default) matches HF transformers; `float64` is more accurate. */
   readonly anglePrecision?: AnglePrecision;
   /**
-   * Folder of exported models, one subfolder per (config, weights, exporter version) hash
-   * (default `os.tmpdir()`): an export is written once and reused by every later open.
+   * Folder of exported models, one subfolder per (config, weights, export options, exporter
+   * version) key (default `os.tmpdir()`): an export is written once and reused by every later open.
    */
   readonly cacheDir?: string;
   /**
-   * New tokens per session call in a prefill (default 512): a longer row runs in chunks, each
-   * attending to the rows before it, so the score matrix stays `chunk × cache` instead of `S × S`.
+   * The checkpoint folder `weights` were opened from (`loadCheckpoint(dir)`). With it, the export
+   * cache key is the identity of the folder's weight files (names, sizes, modification times) and
+   * the tensors' names, types and shapes: reopening reads no weight byte. Without it the key hashes
+   * every tensor, which reads the whole checkpoint on each open.
+   */
+  readonly checkpointDir?: string;
+  /**
+   * Weight precision of the export: float32 (default, within 1e-4 of HF), or `'int4'` / `'int8'`:
+   * the projections and the LM head as `MatMulNBits` blocks of 32 with a scale and zero point each
+   * (the embedding stays float32, as in onnxruntime-genai's CPU builds). A matrix whose input dim is
+   * not a multiple of 32 stays float32 (listed in `exported.manifest.quantization.fellBack`).
+   */
+  readonly quantize?: ExportQuantization;
+  /**
+   * `MatMulNBits`' `accuracy_level` of a quantized export (default 4): the precision onnxruntime
+   * multiplies in. 4 quantizes the activations to int8 per block and multiplies in integers; 0
+   * (or 1) dequantizes to float32. See the package README for what each costs and gains.
+   */
+  readonly accuracyLevel?: 0 | 1 | 2 | 3 | 4;
+  /**
+   * Rows one session run carries (default 4): a forward of at most that many rows, each at most
+   * `prefillChunk` tokens, is one run over the weights. Part of the export (each is a graph slot).
+   */
+  readonly rowsPerRun?: number;
+  /**
+   * New tokens of one row per session run in a prefill (default 512): a longer row runs in pieces,
+   * each attending to the rows before it, so the score matrix stays `chunk × cache` instead of `S × S`.
    */
   readonly prefillChunk?: number;
+  /**
+   * onnxruntime-node session options merged over the backend's (`graphOptimizationLevel: 'all'`,
+   * sequential execution, one inter-op thread, `threads`): e.g. `{ enableCpuMemArena: false }`, which
+   * returns a long prefill's activations to the system after each run instead of keeping them in
+   * onnxruntime's arena (see the README's memory figures).
+   */
+  readonly sessionOptions?: InferenceSession.SessionOptions;
+  /** Follows a long open: hashing or exporting the weights, checking a cached export, loading the session. */
+  readonly onProgress?: (progress: ExportProgress) => void;
+}
+
+const DEFAULT_PREFILL_CHUNK = 512;
+/** Block size of quantized exports (onnxruntime-genai's int4 CPU builds use 32). */
+const QUANT_BLOCK = 32;
+/** `MatMulNBits` accuracy level 4 (int8 activations): 2–90× faster than level 0 on the CPU provider (see `QuantizationSettings`). */
+const QUANT_ACCURACY_LEVEL = 4;
+
+/** Options checked, with defaults filled in. */
+export interface ResolvedOptions {
+  readonly threads: number | undefined;
+  readonly anglePrecision: AnglePrecision;
+  readonly prefillChunk: number;
+  readonly rowsPerRun: number;
+  readonly quantization: QuantizationSettings | undefined;
+}
+
+/**
+ * Checks every option that needs no model (the execution provider is checked on its own).
+ * @throws BackendError `'bad-option'` naming the option and the value.
+ */
+export function resolveOptions(options: OnnxRuntimeBackendOptions): ResolvedOptions {
+  const positive = (name: string, v: number | undefined, fallback: number | undefined): number | undefined => {
+    if (v !== undefined && (!Number.isSafeInteger(v) || v < 1)) throw new BackendError('bad-option', `${name} must be a positive integer, got ${v}`);
+    return v ?? fallback;
+  };
+  const anglePrecision = options.anglePrecision ?? 'float32';
+  if (anglePrecision !== 'float32' && anglePrecision !== 'float64') {
+    throw new BackendError('bad-option', `anglePrecision must be 'float32' or 'float64', got '${String(anglePrecision)}'`);
+  }
+  const q = options.quantize;
+  if (q !== undefined && q !== 'int4' && q !== 'int8') throw new BackendError('bad-option', `quantize must be 'int4' or 'int8', got '${String(q)}'`);
+  const level = options.accuracyLevel ?? QUANT_ACCURACY_LEVEL;
+  if (![0, 1, 2, 3, 4].includes(level)) throw new BackendError('bad-option', `accuracyLevel must be 0, 1, 2, 3 or 4, got ${String(level)}`);
+  return {
+    threads: positive('threads', options.threads, undefined),
+    anglePrecision,
+    prefillChunk: positive('prefillChunk', options.prefillChunk, DEFAULT_PREFILL_CHUNK)!,
+    rowsPerRun: positive('rowsPerRun', options.rowsPerRun, DEFAULT_ROW_SLOTS)!,
+    quantization: q === undefined ? undefined : { mode: q, blockSize: QUANT_BLOCK, accuracyLevel: level },
+  };
 }

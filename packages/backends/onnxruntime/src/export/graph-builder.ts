@@ -3,8 +3,16 @@ import { type AttributeValue, makeNode } from '../onnx/graph-nodes.js';
 import { floatTensor, int64Tensor } from '../onnx/tensor-proto.js';
 
 /**
+ * Where a weight initializer goes once built: kept in the graph as it is, or written to a side file
+ * at once and replaced by an external-data reference (see `ExternalDataWriter`), so a model larger
+ * than memory never exists in memory as a whole.
+ */
+export type InitializerSink = (tensor: O.ITensorProto) => O.ITensorProto;
+
+/**
  * Accumulates the nodes and initializers of one graph: `op` adds a node and returns its output
- * name (unique, prefixed by the current scope), constants are deduplicated by value.
+ * name (unique, prefixed by the current scope), constants are deduplicated by value. Weights pass
+ * through the builder's {@link InitializerSink} as they are added.
  */
 export class GraphBuilder {
   readonly nodes: O.INodeProto[] = [];
@@ -14,10 +22,13 @@ export class GraphBuilder {
   /** Prefix of generated names (e.g. `/layers.3/attn`). */
   scope = '';
 
-  /** Adds a node with one output; returns the output's name. */
-  op(opType: string, inputs: readonly string[], attrs: Readonly<Record<string, AttributeValue>> = {}, outputName?: string): string {
+  /** @param sink What happens to each weight (default: it stays in the graph). */
+  constructor(private readonly sink: InitializerSink = (t) => t) {}
+
+  /** Adds a node with one output; returns the output's name. `domain` '' is ai.onnx. */
+  op(opType: string, inputs: readonly string[], attrs: Readonly<Record<string, AttributeValue>> = {}, outputName?: string, domain = ''): string {
     const out = outputName ?? this.fresh(opType);
-    this.nodes.push(makeNode(opType, inputs, [out], attrs, { name: `${out}/${opType}` }));
+    this.nodes.push(makeNode(opType, inputs, [out], attrs, { name: `${out}/${opType}`, domain }));
     return out;
   }
 
@@ -53,10 +64,15 @@ export class GraphBuilder {
     return name;
   }
 
-  /** A named weight initializer. */
+  /** A named float32 weight initializer, handed to the sink (`data` may be dropped once this returns). */
   weight(name: string, data: Float32Array, dims: readonly number[]): string {
-    this.initializers.push(floatTensor(name, data, dims));
-    return name;
+    return this.tensor(floatTensor(name, data, dims));
+  }
+
+  /** A named weight initializer of any element type (e.g. packed uint8 quantized blocks), handed to the sink. */
+  tensor(t: O.ITensorProto): string {
+    this.initializers.push(this.sink(t));
+    return t.name ?? '';
   }
 
   private fresh(opType: string): string {

@@ -1,27 +1,11 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { WeightsError } from '@ropeswitch/core';
 import type { onnx as O } from 'onnx-proto';
-import { readAttribute, readValueInfo, valueInfo } from '../onnx/graph-nodes.js';
+import { readValueInfo, valueInfo } from '../onnx/graph-nodes.js';
 import { decodeModel, encodeModel } from '../onnx/model-proto.js';
 import { DataType } from '../onnx/onnx-namespace.js';
 import { tensorDims } from '../onnx/tensor-proto.js';
-
-/** A decoded graph, typed as protobufjs decodes it. */
-interface Graph {
-  node: Node[];
-  input: O.IValueInfoProto[];
-  output: O.IValueInfoProto[];
-  valueInfo: O.IValueInfoProto[];
-  initializer: O.ITensorProto[];
-}
-interface Node {
-  name: string;
-  opType: string;
-  domain: string;
-  input: string[];
-  output: string[];
-  attribute: O.IAttributeProto[];
-}
+import { type Graph, type Node, intAttr, removeDeadNodes } from './genai-graph-edit.js';
 
 /** What {@link adaptGenaiModel} changed. */
 export interface GenaiAdaptation {
@@ -159,29 +143,4 @@ function branchHalf(node: Node, outputIndex: number): number {
 function checkHalf(half: number): number {
   if (!Number.isSafeInteger(half) || half <= 0) throw new WeightsError('unsupported-layout', 'cannot tell the rotary tables\' width (r/2) from the model');
   return half;
-}
-
-/** Drops nodes none of whose outputs is consumed (by a node, a subgraph or a graph output), until none is left. */
-function removeDeadNodes(graph: Graph): string[] {
-  const removed: string[] = [];
-  for (;;) {
-    const used = new Set<string>(graph.output.map((o) => o.name ?? ''));
-    for (const n of graph.node) collectInputs(n, used);
-    const dead = graph.node.filter((n) => n.output.every((o) => o === '' || !used.has(o)));
-    if (dead.length === 0) return removed;
-    removed.push(...dead.map((n) => n.name));
-    graph.node = graph.node.filter((n) => !dead.includes(n));
-  }
-}
-
-function collectInputs(node: O.INodeProto | Node, into: Set<string>): void {
-  for (const i of node.input ?? []) into.add(i);
-  for (const a of node.attribute ?? []) {
-    for (const g of [a.g, ...(a.graphs ?? [])]) for (const n of g?.node ?? []) collectInputs(n, into);
-  }
-}
-
-function intAttr(node: Node, name: string): number {
-  const v = readAttribute(node, name);
-  return typeof v === 'number' ? v : 0;
 }

@@ -14,18 +14,15 @@ import {
   type ModelConfig,
   type RopeRegime,
   WeightsError,
-  forwardRowByRow,
   loadModelConfig,
   requireCpuCache,
-  rotaryTables,
   validateForwardRequest,
 } from '@ropeswitch/core';
 import type { InferenceSession } from 'onnxruntime-node';
-import { type GenaiAdaptation, adaptGenaiModel } from './adapt-genai-model.js';
-import { type GenaiDecoderConfig, checkGenaiAgainstHf, readGenaiConfig } from './genai-config.js';
-import { DataType } from '../onnx/onnx-namespace.js';
-import { layerName } from './genai-layout.js';
-import { type GenaiSessionOptions, type GenaiStepResult, createGenaiSession, runGenaiStep } from './genai-session.js';
+import { DecoderRunner } from '../backend/decoder-runner.js';
+import { checkGenaiAgainstHf, readGenaiConfig } from './genai-config.js';
+import { type GenaiSessionOptions, createGenaiSession } from './genai-session.js';
+import { type GenaiAttentionRewrite, rewriteGenaiAttention } from './rewrite-genai-attention.js';
 
 /** Options of {@link GenaiOnnxBackend.open}. */
 export interface GenaiOnnxBackendOptions {
@@ -41,51 +38,57 @@ export interface GenaiOnnxBackendOptions {
   readonly anglePrecision?: AnglePrecision;
   /** onnxruntime-node session options (threads, execution providers). Default: onnxruntime's. */
   readonly sessionOptions?: GenaiSessionOptions;
+  /** Rows one session run carries (default 4), as `OnnxRuntimeBackend`'s `rowsPerRun`. */
+  readonly rowsPerRun?: number;
+  /** Tokens of one row per session run (default 512); longer rows run in pieces. */
+  readonly prefillChunk?: number;
 }
 
 /**
  * A backend over a standard onnxruntime-genai decoder export (e.g.
- * `microsoft/Phi-3-mini-128k-instruct-onnx`), adapted by {@link adaptGenaiModel} so that the
- * rotary tables are inputs: the caller's regime rotates every row, whatever its length.
+ * `microsoft/Phi-3-mini-128k-instruct-onnx`, int4 `MatMulNBits` and float16 builds included),
+ * rewritten in memory by {@link rewriteGenaiAttention} to the exporter's graph contract: its
+ * GroupQueryAttention becomes attention over caller-owned caches that are never copied (the graph
+ * returns only the new rows), rotated with the caller's per-token cos/sin, and a request's rows
+ * share one session run. It then runs exactly like `OnnxRuntimeBackend` (the same
+ * the `DecoderRunner`): any position ids, any regime per row, a shadow chunk beside its decode row.
  *
- * GroupQueryAttention rotates the token at cache index `t` with table row `t` (it derives positions
- * from `seqlens_k`), so each call feeds tables whose row `cache.length + j` holds the angles of the
- * row's position `positions[j]` under the row's regime, times its attention factor (float32 products
- * `Math.fround(p·ω)` as HF computes them): any position ids, any regime.
- *
- * The model runs with its native past → present contract, one sequence per session run (rows of a
- * request run one after another). Caches are {@link CpuKvCache}s holding the present tensors' rows;
- * a call appends to them only once every row has succeeded.
+ * Caches are float32 {@link CpuKvCache}s (also for float16 models: their attention runs in float32),
+ * appended to only once every row of a call has succeeded; `rerotateKeys` rotates them in place.
  */
 export class GenaiOnnxBackend implements Backend {
   readonly name = 'onnxruntime-genai';
   readonly capabilities: BackendCapabilities;
   private session: InferenceSession | undefined;
+  private readonly runner: DecoderRunner;
   private readonly rerotation: CpuRerotation;
 
   private constructor(
     readonly config: ModelConfig,
-    private readonly genai: GenaiDecoderConfig,
     session: InferenceSession,
-    /** What the adapter removed and found (table names, r/2, attention attributes). */
-    readonly adaptation: Omit<GenaiAdaptation, 'model'>,
+    /** What the rewrite found and removed (heads, layers, element type, removed nodes). */
+    readonly rewrite: Omit<GenaiAttentionRewrite, 'model'>,
     anglePrecision: AnglePrecision,
+    prefillChunk: number,
   ) {
     this.session = session;
     this.capabilities = { cacheLocation: 'cpu', maxRows: Infinity, rerotateKeys: true, anglePrecision };
+    this.runner = new DecoderRunner(config, { slots: rewrite.slots, prefillChunk, anglePrecision });
     this.rerotation = new CpuRerotation(config, { backendName: this.name, anglePrecision });
   }
 
   /**
    * Opens an onnxruntime-genai model folder: reads `genai_config.json` (decoder file and I/O names),
-   * the HF `config.json` (see {@link GenaiOnnxBackendOptions.config}), adapts the decoder in memory
+   * the HF `config.json` (see {@link GenaiOnnxBackendOptions.config}), rewrites the decoder in memory
    * and loads it with its external data (`<file>.onnx.data`) read from the folder, untouched.
    *
    * @throws ConfigError when `genai_config.json` or the HF config is missing, malformed, or they disagree.
    * @throws WeightsError when the decoder is not a rotary-GQA genai layout or disagrees with the config.
-   * @throws BackendError when onnxruntime cannot load it.
+   * @throws BackendError `'bad-option'` for an invalid option; when onnxruntime cannot load the model.
    */
   static async open(modelDir: string, options: GenaiOnnxBackendOptions = {}): Promise<GenaiOnnxBackend> {
+    const slots = positiveOption('rowsPerRun', options.rowsPerRun, 4);
+    const prefillChunk = positiveOption('prefillChunk', options.prefillChunk, 512);
     const genai = await readGenaiConfig(modelDir);
     const config = options.config ?? (await loadHfConfig(options.hfConfigDir ?? modelDir));
     checkGenaiAgainstHf(genai, config, join(modelDir, 'genai_config.json'));
@@ -96,11 +99,16 @@ export class GenaiOnnxBackend implements Backend {
     } catch (err) {
       throw new WeightsError('unreadable', `cannot read the decoder ${modelPath} named by genai_config.json: ${err instanceof Error ? err.message : String(err)}`, { file: modelPath, cause: err });
     }
-    const { model, ...adaptation } = adaptGenaiModel(bytes);
-    checkAdaptation(adaptation, config, modelPath);
-    checkInputs(adaptation, genai, modelPath);
+    const { model, ...rewrite } = rewriteGenaiAttention(bytes, {
+      slots,
+      headDim: config.headDim,
+      rotaryDim: config.rope.rotaryDim,
+      maxPositions: config.maxPositionEmbeddings,
+      names: genai.names,
+    });
+    checkRewrite(rewrite, config, modelPath);
     const session = await createGenaiSession(model, modelDir, options.sessionOptions);
-    return new GenaiOnnxBackend(config, genai, session, adaptation, options.anglePrecision ?? 'float32');
+    return new GenaiOnnxBackend(config, session, rewrite, options.anglePrecision ?? 'float32', prefillChunk);
   }
 
   createCache(): CpuKvCache {
@@ -112,37 +120,8 @@ export class GenaiOnnxBackend implements Backend {
     const session = this.session;
     if (!session) throw new BackendError('disposed', 'the onnxruntime-genai backend was disposed');
     validateForwardRequest(this.config, this.capabilities, request);
-    const { numLayers, numKvHeads, headDim, vocabSize } = this.config;
-    return forwardRowByRow(request, async (row, r) => {
-      const cache = requireCpuCache(row.cache, this.name);
-      const past = cache.length;
-      const n = row.tokens.length;
-      const result = await runGenaiStep(session, this.genai.names, this.config, {
-        tokens: row.tokens,
-        pastKeys: Array.from({ length: numLayers }, (_, l) => readPast(cache, cache.keys(l), past)),
-        pastValues: Array.from({ length: numLayers }, (_, l) => readPast(cache, cache.values(l), past)),
-        pastLength: past,
-        rotary: this.tablesFor(row.regime, row.positions, past + n),
-      });
-      return {
-        logits: () => {
-          const count = row.logits ?? 1;
-          const data = result.logits.slice((n - count) * vocabSize, n * vocabSize);
-          for (let i = 0; i < data.length; i++) {
-            if (!Number.isFinite(data[i]!)) throw new BackendError('non-finite-logits', `row ${r}: the model produced a non-finite logit`);
-          }
-          return { count, vocabSize, data };
-        },
-        commit: () => {
-          cache.reserve(n);
-          for (let l = 0; l < numLayers; l++) {
-            writeNew(cache, cache.keys(l), result.presentKeys[l]!, past, n, result.totalLength, numKvHeads, headDim);
-            writeNew(cache, cache.values(l), result.presentValues[l]!, past, n, result.totalLength, numKvHeads, headDim);
-          }
-          cache.commit(row.tokens, row.positions, row.regime);
-        },
-      };
-    });
+    const caches = request.rows.map((row) => requireCpuCache(row.cache, this.name));
+    return this.runner.forward(session, request, caches);
   }
 
   rerotateKeys(cache: KvCache, to: RopeRegime): Promise<void> {
@@ -159,20 +138,11 @@ export class GenaiOnnxBackend implements Backend {
     this.rerotation.clear();
     await session?.release();
   }
+}
 
-  /**
-   * `[rows][r/2]` tables for one run: row `past + j` holds position `positions[j]` under `regime`
-   * (rows below `past` are never read: cached keys are already rotated).
-   */
-  private tablesFor(regime: RopeRegime, positions: ArrayLike<number>, rows: number) {
-    const t = rotaryTables(regime, positions, this.capabilities.anglePrecision);
-    const past = rows - positions.length;
-    const cos = new Float32Array(rows * t.half);
-    const sin = new Float32Array(rows * t.half);
-    cos.set(t.cos, past * t.half);
-    sin.set(t.sin, past * t.half);
-    return { cos, sin, rows, half: t.half };
-  }
+function positiveOption(name: string, value: number | undefined, fallback: number): number {
+  if (value !== undefined && (!Number.isSafeInteger(value) || value < 1)) throw new BackendError('bad-option', `${name} must be a positive integer, got ${value}`);
+  return value ?? fallback;
 }
 
 async function loadHfConfig(dir: string): Promise<ModelConfig> {
@@ -190,47 +160,11 @@ async function loadHfConfig(dir: string): Promise<ModelConfig> {
   }
 }
 
-/** The adapted graph must rotate what the HF config says: r/2 columns, the same pairing, the same heads. */
-function checkAdaptation(a: Omit<GenaiAdaptation, 'model'>, c: ModelConfig, path: string): void {
+/** The rewritten graph must have the heads, pairing and layers the HF config says. */
+function checkRewrite(a: Omit<GenaiAttentionRewrite, 'model'>, c: ModelConfig, path: string): void {
   const problems: string[] = [];
-  if (a.rotaryHalf !== c.rope.rotaryDim / 2) problems.push(`rotary tables are ${a.rotaryHalf} wide, the config's rotary dim ${c.rope.rotaryDim} needs ${c.rope.rotaryDim / 2}`);
   if (a.attention.rotaryInterleaved !== (c.rope.pairing === 'interleaved')) problems.push(`rotary_interleaved=${a.attention.rotaryInterleaved ? 1 : 0} but the config pairs ${c.rope.pairing}`);
   if (a.attention.numHeads !== c.numHeads || a.attention.kvNumHeads !== c.numKvHeads) problems.push(`GroupQueryAttention has ${a.attention.numHeads}/${a.attention.kvNumHeads} heads, the config ${c.numHeads}/${c.numKvHeads}`);
   if (a.attention.layers !== c.numLayers) problems.push(`${a.attention.layers} attention layers, the config ${c.numLayers}`);
   if (problems.length > 0) throw new WeightsError('config-mismatch', `${path} does not match its HF config: ${problems.join('; ')}`, { file: path });
 }
-
-/** The backend feeds float32 ids, mask, caches and tables, nothing else: refuse other layouts up front. */
-function checkInputs(a: Omit<GenaiAdaptation, 'model'>, genai: GenaiDecoderConfig, path: string): void {
-  if (a.elemType !== DataType.FLOAT) {
-    throw new WeightsError('unsupported-dtype', `${path} keeps its KV cache in ONNX element type ${a.elemType}; the genai backend runs float32 caches (the cpu / cpu-int4 builds), not the fp16 CUDA / DirectML ones`, { file: path });
-  }
-  const n = genai.names;
-  const known = new Set([n.inputIds, n.attentionMask, a.cosCache, a.sinCache]);
-  for (let l = 0; l < genai.numLayers; l++) known.add(layerName(n.pastKey, l)).add(layerName(n.pastValue, l));
-  const extra = a.inputs.filter((i) => !known.has(i));
-  const missing = [...known].filter((i) => !a.inputs.includes(i));
-  if (extra.length > 0 || missing.length > 0) {
-    throw new WeightsError('unsupported-layout', `${path}: unexpected graph inputs${extra.length ? ` ${extra.join(', ')}` : ''}${missing.length ? `; missing ${missing.join(', ')}` : ''} (expected ids, attention_mask, past key/values and the rotary tables)`, { file: path });
-  }
-}
-
-/** Past of one layer as `[kvHead][pos][headDim]`, `past` positions (copied out of the cache's capacity-strided storage). */
-function readPast(cache: CpuKvCache, data: Float32Array, past: number): Float32Array {
-  const { numKvHeads, headDim } = cache.layout;
-  const out = new Float32Array(numKvHeads * past * headDim);
-  for (let h = 0; h < numKvHeads; h++) {
-    const from = cache.offset(h, 0);
-    out.set(data.subarray(from, from + past * headDim), h * past * headDim);
-  }
-  return out;
-}
-
-/** Copies present rows `past … past+n−1` (`[kvHead][total][headDim]`) into the cache past its length. */
-function writeNew(cache: CpuKvCache, into: Float32Array, present: Float32Array, past: number, n: number, total: number, kvHeads: number, headDim: number): void {
-  for (let h = 0; h < kvHeads; h++) {
-    const from = (h * total + past) * headDim;
-    into.set(present.subarray(from, from + n * headDim), cache.offset(h, past));
-  }
-}
-

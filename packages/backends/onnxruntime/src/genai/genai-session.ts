@@ -3,7 +3,7 @@
  * single sequence (batch 1). Tensor layouts are in `genai-layout.ts`.
  */
 import * as ort from 'onnxruntime-node';
-import { BackendError } from '@ropeswitch/core';
+import { BackendError, f16BitsToF32, f32ToF16Bits } from '@ropeswitch/core';
 import { COS_CACHE, SIN_CACHE, layerName } from './genai-layout.js';
 
 /** I/O names as `genai_config.json` gives them (`%d` templates for the per-layer caches). */
@@ -68,7 +68,7 @@ export interface GenaiStepResult {
   readonly totalLength: number;
 }
 
-/** Runs one sequence (batch 1) through `session`. */
+/** Runs one sequence (batch 1) through `session`, the model's own past → present contract (float16 caches converted from and to float32). */
 export async function runGenaiStep(
   session: ort.InferenceSession,
   names: GenaiIoNames,
@@ -82,9 +82,12 @@ export async function runGenaiStep(
     [names.attentionMask]: new ort.Tensor('int64', new BigInt64Array(total).fill(1n), [1, total]),
   };
   const kvDims = [1, layout.numKvHeads, step.pastLength, layout.headDim];
+  // float16 builds (GPU / web, q4f16) take and return float16 caches and logits: converted here.
+  const half = session.inputMetadata.some((m) => m.name === layerName(names.pastKey, 0) && m.isTensor && m.type === 'float16');
+  const tensor = (data: Float32Array, dims: number[]) => (half ? new ort.Tensor('float16', Uint16Array.from(data, (x) => f32ToF16Bits(x)), dims) : new ort.Tensor('float32', data, dims));
   for (let l = 0; l < layout.numLayers; l++) {
-    feeds[layerName(names.pastKey, l)] = new ort.Tensor('float32', step.pastKeys[l]!, kvDims);
-    feeds[layerName(names.pastValue, l)] = new ort.Tensor('float32', step.pastValues[l]!, kvDims);
+    feeds[layerName(names.pastKey, l)] = tensor(step.pastKeys[l]!, kvDims);
+    feeds[layerName(names.pastValue, l)] = tensor(step.pastValues[l]!, kvDims);
   }
   if (step.rotary) {
     const { cos, sin, rows, half } = step.rotary;
@@ -100,7 +103,8 @@ export async function runGenaiStep(
   }
   const floats = (name: string): Float32Array => {
     const t = out[name];
-    if (!t || t.type !== 'float32') throw new BackendError('bad-output', `the genai model has no float32 output ${name}`);
+    if (t?.type === 'float16') return Float32Array.from(t.data as Uint16Array, (h) => f16BitsToF32(h));
+    if (!t || t.type !== 'float32') throw new BackendError('bad-output', `the genai model has no float32 or float16 output ${name}`);
     return t.data as Float32Array;
   };
   return {

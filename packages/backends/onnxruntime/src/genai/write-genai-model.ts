@@ -14,8 +14,9 @@ import type { onnx as O } from 'onnx-proto';
 import { attr, makeNode, valueInfo } from '../onnx/graph-nodes.js';
 import { makeModel, writeModel } from '../onnx/model-proto.js';
 import { DataType } from '../onnx/onnx-namespace.js';
-import { floatTensor } from '../onnx/tensor-proto.js';
-import { transpose } from '../export/export-weights.js';
+import { uint8Tensor } from '../onnx/tensor-proto.js';
+import { quantizeBlockwise } from '../export/quantize.js';
+import { transpose } from '../export/transpose.js';
 import { GraphAssembly } from './genai-graph.js';
 import {
   ATTENTION_MASK,
@@ -37,6 +38,17 @@ import {
 export interface WriteGenaiModelOptions {
   /** The model file's name (default `model.onnx`); weights go to `<name>.data`. */
   readonly fileName?: string;
+  /**
+   * `'int4'`: the projections and the LM head as `MatMulNBits` (blocks of 32 with zero points,
+   * `accuracy_level` 4), as the builder's `cpu-int4-rtn-block-32-acc-level-4` targets write them; the
+   * embedding stays float32. Default: float32 `MatMul`s.
+   */
+  readonly quantize?: 'int4';
+  /**
+   * `'fp16'`: every float tensor, activation, cache and the logits in float16, as the builder's GPU
+   * and web targets write them (with `quantize: 'int4'`: the `q4f16` layout). Default `'fp32'`.
+   */
+  readonly precision?: 'fp32' | 'fp16';
 }
 
 /** The files {@link writeGenaiModel} wrote. */
@@ -47,8 +59,9 @@ export interface GenaiModelFiles {
 }
 
 /**
- * Writes a decoder the way onnxruntime-genai's model builder does for the fp32 CPU target:
- * `model.onnx` (graph only), `model.onnx.data` (every initializer) and `genai_config.json`.
+ * Writes a decoder the way onnxruntime-genai's model builder does for its fp32 CPU target (and, by
+ * `options`, its int4 CPU and float16 / q4f16 GPU-web targets): `model.onnx` (graph only),
+ * `model.onnx.data` (every initializer) and `genai_config.json`.
  *
  * The graph: Gather embedding; per layer (Skip)SimplifiedLayerNormalization, one packed QKV MatMul
  * into com.microsoft GroupQueryAttention (`do_rotary=1`, caches `[B, kvHeads, T, headDim]`), o_proj
@@ -58,8 +71,10 @@ export interface GenaiModelFiles {
  * choosing Constant cos/sin caches `[M, r/2]` (long factors) or `[L, r/2]` (short), each multiplied by
  * its attention factor; other schedules get one `[M, r/2]` pair of initializers (the base regime).
  *
- * Used to make genai-layout test models from any checkpoint the reference backend reads; real models
- * come from the builder itself.
+ * With `quantize: 'int4'` the projections and the LM head are `MatMulNBits` instead (the int4 CPU
+ * target's layout); with `precision: 'fp16'` every float tensor, activation, cache and the logits are
+ * float16. Used to make genai-layout test models from any checkpoint the reference backend
+ * reads; real models come from the builder itself.
  *
  * @throws ConfigError for features the builder layout written here does not cover (biases).
  */
@@ -75,9 +90,10 @@ export async function writeGenaiModel(
   const decoder = readDecoderWeights(config, weights);
   const fileName = options.fileName ?? 'model.onnx';
   const dataFile = dataFileFor(fileName);
-  const g = new GraphAssembly();
-  const graphInputs = ioInputs(config);
-  const graphOutputs = ioOutputs(config);
+  const floatType = options.precision === 'fp16' ? DataType.FLOAT16 : DataType.FLOAT;
+  const g = new GraphAssembly(floatType);
+  const graphInputs = ioInputs(config, floatType);
+  const graphOutputs = ioOutputs(config, floatType);
 
   // attention_mask → seqlens_k (int32 [B]) and total_sequence_length (int32 scalar).
   const reduceSum = g.node('ReduceSum', `${MASK_SUBGRAPH}/ReduceSum`, [ATTENTION_MASK, g.int64Constant([1])], [`${MASK_SUBGRAPH}/ReduceSum/output_0`], { keepdims: attr.int(0) });
@@ -111,7 +127,19 @@ export async function writeGenaiModel(
     return out0;
   };
   const matmul = (basename: string, input: string, weight: Float32Array, outDim: number, inDim: number, output?: string): string => {
-    const w = g.initializer(`${basename.slice(1).replaceAll('/', '.')}.weight`, transpose(weight, outDim, inDim), [inDim, outDim]);
+    const stem = basename.slice(1).replaceAll('/', '.');
+    if (options.quantize === 'int4' && inDim % 32 === 0) {
+      const q = quantizeBlockwise(weight, outDim, inDim, 4, 32);
+      const inputs = [
+        input,
+        g.tensor(uint8Tensor(`${stem}.weight_Q4`, q.data, [outDim, inDim / 32, 16])),
+        g.initializer(`${stem}.weight_scales`, q.scales, [q.scales.length]),
+        g.tensor(uint8Tensor(`${stem}.weight_zero_points`, q.zeroPoints, [q.zeroPoints.length])),
+      ];
+      const attrs = { K: attr.int(inDim), N: attr.int(outDim), bits: attr.int(4), block_size: attr.int(32), accuracy_level: attr.int(4) };
+      return g.node('MatMulNBits', `${basename}NBits`, inputs, [output ?? `${basename}NBits/output_0`], attrs, 'com.microsoft');
+    }
+    const w = g.initializer(`${stem}.weight`, transpose(weight, outDim, inDim), [inDim, outDim]);
     return g.node('MatMul', basename, [input, w], [output ?? `${basename}/output_0`]);
   };
 
@@ -193,9 +221,9 @@ function writeRotaryCaches(g: GraphAssembly, config: ModelConfig, totalLength: s
     return {
       name: `${size}_rope_caches_graph`,
       node: [cos, sin].map((data, k) =>
-        makeNode('Constant', [], [names[k]!], { value: attr.tensor(floatTensor(names[k]!, data, [rows, half])) }, { name: `/${size}/${k === 0 ? 'cos' : 'sin'}_cache/Constant` }),
+        makeNode('Constant', [], [names[k]!], { value: attr.tensor(g.floatTensor(names[k]!, data, [rows, half])) }, { name: `/${size}/${k === 0 ? 'cos' : 'sin'}_cache/Constant` }),
       ),
-      output: names.map((n) => valueInfo(n, DataType.FLOAT, [rows, half])),
+      output: names.map((n) => valueInfo(n, g.floatType, [rows, half])),
     };
   };
   g.node('If', `${ROPE_CACHES_SUBGRAPH}/If`, [greater], [COS_CACHE, SIN_CACHE], {
@@ -209,8 +237,8 @@ function cacheTables(regime: RopeRegime, rows: number): { cos: Float32Array; sin
   return rotaryTables(regime, Int32Array.from({ length: rows }, (_, p) => p));
 }
 
-function ioInputs(c: ModelConfig): O.IValueInfoProto[] {
-  const kv = (name: string) => valueInfo(name, DataType.FLOAT, ['batch_size', c.numKvHeads, 'past_sequence_length', c.headDim]);
+function ioInputs(c: ModelConfig, floatType: number): O.IValueInfoProto[] {
+  const kv = (name: string) => valueInfo(name, floatType, ['batch_size', c.numKvHeads, 'past_sequence_length', c.headDim]);
   return [
     valueInfo(INPUT_IDS, DataType.INT64, ['batch_size', 'sequence_length']),
     valueInfo(ATTENTION_MASK, DataType.INT64, ['batch_size', 'total_sequence_length']),
@@ -218,10 +246,10 @@ function ioInputs(c: ModelConfig): O.IValueInfoProto[] {
   ];
 }
 
-function ioOutputs(c: ModelConfig): O.IValueInfoProto[] {
-  const kv = (name: string) => valueInfo(name, DataType.FLOAT, ['batch_size', c.numKvHeads, 'total_sequence_length', c.headDim]);
+function ioOutputs(c: ModelConfig, floatType: number): O.IValueInfoProto[] {
+  const kv = (name: string) => valueInfo(name, floatType, ['batch_size', c.numKvHeads, 'total_sequence_length', c.headDim]);
   return [
-    valueInfo(LOGITS, DataType.FLOAT, ['batch_size', 'sequence_length', c.vocabSize]),
+    valueInfo(LOGITS, floatType, ['batch_size', 'sequence_length', c.vocabSize]),
     ...Array.from({ length: c.numLayers }, (_, l) => [kv(layerName(PRESENT_KEY_TEMPLATE, l)), kv(layerName(PRESENT_VALUE_TEMPLATE, l))]).flat(),
   ];
 }

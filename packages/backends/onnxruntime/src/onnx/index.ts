@@ -5,6 +5,7 @@ export {
   type TensorData,
   elementSize,
   externalDataEntries,
+  float16Tensor,
   floatTensor,
   int32Tensor,
   int64Tensor,
@@ -13,6 +14,7 @@ export {
   tensorBytes,
   tensorDims,
   tensorToArray,
+  uint8Tensor,
 } from './tensor-proto.js';
 export { type AttributeValue, type Dim, type NodeOptions, attr, makeAttribute, makeNode, readAttribute, readValueInfo, valueInfo } from './graph-nodes.js';
 export {
@@ -29,3 +31,4 @@ export {
   readModel,
   writeModel,
 } from './model-proto.js';
+export { ExternalDataWriter, type ExternalDataWriterOptions, writeAll } from './external-data-writer.js';

@@ -3,12 +3,13 @@
  * message limit by moving large initializers to one side file (ONNX external data), named relative
  * to the model so the folder can move.
  */
-import { closeSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { closeSync, openSync, readFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import type { onnx as O } from 'onnx-proto';
 import { WeightsError } from '@ropeswitch/core';
 import { onnx } from './onnx-namespace.js';
-import { externalDataEntries, tensorBytes } from './tensor-proto.js';
+import { ExternalDataWriter, writeAll } from './external-data-writer.js';
+import { tensorBytes } from './tensor-proto.js';
 
 /** An operator set import: `''` is ai.onnx, `'com.microsoft'` onnxruntime's contrib ops. */
 export interface OpsetImport {
@@ -118,7 +119,6 @@ export function writeModel(path: string, model: O.IModelProto, options: WriteMod
   const initializers = graph.initializer ?? [];
   const limit = Math.min(options.inlineLimitBytes ?? 2 ** 30, PROTOBUF_LIMIT - 64 * 2 ** 20);
   const minBytes = options.minExternalBytes ?? 1024;
-  const align = options.alignment ?? 4096;
   const sizes = initializers.map((t) => tensorBytes(t).length);
   const total = sizes.reduce((a, b) => a + b, 0);
   if (total <= limit) {
@@ -126,43 +126,15 @@ export function writeModel(path: string, model: O.IModelProto, options: WriteMod
     return { modelPath: path, externalDataPath: undefined };
   }
   const location = options.externalDataFile ?? `${basename(path)}.data`;
-  const dataPath = join(dirname(path), location);
-  const fd = openSync(dataPath, 'w');
-  const moved: O.ITensorProto[] = [];
+  const writer = new ExternalDataWriter(join(dirname(path), location), location, { alignment: options.alignment ?? 4096, minExternalBytes: minBytes });
+  let moved: O.ITensorProto[];
   try {
-    let offset = 0;
-    initializers.forEach((t, i) => {
-      const size = sizes[i]!;
-      if (size < minBytes) {
-        moved.push(t);
-        return;
-      }
-      offset = Math.ceil(offset / align) * align;
-      writeAll(fd, tensorBytes(t), offset);
-      moved.push(
-        onnx.TensorProto.create({
-          name: t.name,
-          dataType: t.dataType,
-          dims: t.dims,
-          dataLocation: onnx.TensorProto.DataLocation.EXTERNAL,
-          externalData: externalDataEntries({ location, offset, length: size }),
-        }),
-      );
-      offset += size;
-    });
+    moved = initializers.map((t) => writer.add(t));
   } finally {
-    closeSync(fd);
+    writer.close();
   }
   writeFileAll(path, encodeModel({ ...model, graph: { ...graph, initializer: moved } }));
-  return { modelPath: path, externalDataPath: dataPath };
-}
-
-function writeAll(fd: number, bytes: Uint8Array, position: number): void {
-  let done = 0;
-  while (done < bytes.length) {
-    const chunk = bytes.subarray(done, Math.min(bytes.length, done + 2 ** 30));
-    done += writeSync(fd, chunk, 0, chunk.length, position + done);
-  }
+  return { modelPath: path, externalDataPath: writer.path };
 }
 
 function writeFileAll(path: string, bytes: Uint8Array): void {

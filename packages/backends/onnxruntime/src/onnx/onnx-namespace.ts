@@ -10,9 +10,11 @@ export const { onnx } = P;
 /** ONNX tensor element types used by this package (`TensorProto.DataType`). */
 export const DataType = {
   FLOAT: 1,
+  UINT8: 2,
   INT32: 6,
   INT64: 7,
   BOOL: 9,
+  FLOAT16: 10,
 } as const;
 
 /** An int64 field as protobufjs decodes it: a number, or a `Long` when the `long` package is present. */

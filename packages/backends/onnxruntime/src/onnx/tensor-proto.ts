@@ -1,5 +1,5 @@
 /**
- * TensorProto building and reading: float32 / int32 / int64 tensors from typed arrays and back,
+ * TensorProto building and reading: float32 / float16 / uint8 / int32 / int64 tensors from typed arrays and back,
  * and the `external_data` entries of tensors whose bytes live in a side file.
  *
  * Data is stored as `raw_data`: little-endian bytes in row-major order (ONNX's rule for raw data),
@@ -12,7 +12,7 @@ import { WeightsError } from '@ropeswitch/core';
 import { DataType, int64ToNumber, onnx } from './onnx-namespace.js';
 
 /** The typed arrays a tensor can be read into. */
-export type TensorData = Float32Array | Int32Array | BigInt64Array | Uint8Array;
+export type TensorData = Float32Array | Uint16Array | Int32Array | BigInt64Array | Uint8Array;
 
 /** A view of `data`'s bytes (no copy). */
 function bytesOf(data: ArrayBufferView): Uint8Array {
@@ -39,6 +39,18 @@ export function int64Tensor(name: string, values: ArrayLike<number> | BigInt64Ar
   return onnx.TensorProto.create({ name, dataType: DataType.INT64, dims: [...dims], rawData: bytesOf(data) });
 }
 
+/** A uint8 tensor whose raw data views `data` (packed quantized blocks, for instance). */
+export function uint8Tensor(name: string, data: Uint8Array, dims: readonly number[]): O.ITensorProto {
+  checkDims(name, dims, data.length);
+  return onnx.TensorProto.create({ name, dataType: DataType.UINT8, dims: [...dims], rawData: data });
+}
+
+/** A float16 tensor from its IEEE half bits (no copy). */
+export function float16Tensor(name: string, bits: Uint16Array, dims: readonly number[]): O.ITensorProto {
+  checkDims(name, dims, bits.length);
+  return onnx.TensorProto.create({ name, dataType: DataType.FLOAT16, dims: [...dims], rawData: bytesOf(bits) });
+}
+
 /** An int32 tensor. */
 export function int32Tensor(name: string, values: ArrayLike<number> | Int32Array, dims: readonly number[]): O.ITensorProto {
   checkDims(name, dims, values.length);
@@ -54,10 +66,13 @@ export function elementSize(dataType: number): number {
       return 4;
     case DataType.INT64:
       return 8;
+    case DataType.FLOAT16:
+      return 2;
     case DataType.BOOL:
+    case DataType.UINT8:
       return 1;
     default:
-      throw new WeightsError('unsupported-dtype', `ONNX tensor element type ${dataType} is not supported (float, int32, int64, bool are)`);
+      throw new WeightsError('unsupported-dtype', `ONNX tensor element type ${dataType} is not supported (float, float16, uint8, int32, int64, bool are)`);
   }
 }
 
@@ -135,7 +150,7 @@ export function tensorBytes(t: O.ITensorProto, modelDir?: string): Uint8Array {
   return bytes;
 }
 
-/** A tensor's values as a fresh typed array of its element type (float32, int32, int64 or bool bytes). */
+/** A tensor's values as a fresh typed array of its element type (float32, float16 bits, int32, int64, or bytes for uint8 / bool). */
 export function tensorToArray(t: O.ITensorProto, modelDir?: string): TensorData {
   const bytes = tensorBytes(t, modelDir);
   // Copy into an aligned buffer: raw_data may sit at any byte offset of the decoded message.
@@ -144,6 +159,8 @@ export function tensorToArray(t: O.ITensorProto, modelDir?: string): TensorData 
   switch (t.dataType) {
     case DataType.FLOAT:
       return new Float32Array(copy.buffer);
+    case DataType.FLOAT16:
+      return new Uint16Array(copy.buffer);
     case DataType.INT32:
       return new Int32Array(copy.buffer);
     case DataType.INT64:

@@ -1,0 +1,191 @@
+import { BackendError, type CpuKvCache, type ForwardRequest, type ForwardResult, type ModelConfig, type RotaryTables, type AnglePrecision, rotaryTables } from '@ropeswitch/core';
+import * as ort from 'onnxruntime-node';
+import { DecoderIo } from '../export/decoder-io.js';
+import { type RowPiece, forwardInRuns, wantedLogits } from './row-runs.js';
+
+/**
+ * A prefill piece gets a compact copy of its cache's valid rows only while that copy (every layer's
+ * keys and values) stays under this size: a 32-layer Phi-3-mini cache of 4096 rows is 3.2 GB.
+ */
+const COMPACT_LIMIT_BYTES = 256 * 2 ** 20;
+
+/** Per-layer buffers a prefill piece's compact cache copies go into. */
+interface LayerScratch {
+  readonly keys: Float32Array[];
+  readonly values: Float32Array[];
+}
+
+/** How a {@link DecoderRunner} cuts and feeds requests. */
+export interface DecoderRunnerSettings {
+  /** Row slots of the graph. */
+  readonly slots: number;
+  /** Most tokens of one row per run. */
+  readonly prefillChunk: number;
+  readonly anglePrecision: AnglePrecision;
+}
+
+/**
+ * Runs forwards on a session of a graph with the {@link DecoderIo} contract — an export of
+ * `OnnxRuntimeBackend`, or an onnxruntime-genai model rewritten to it — over caller-owned
+ * {@link CpuKvCache}s: the request's rows packed into as few session runs as the slots and the
+ * chunk allow (`forwardInRuns`), each cache's storage handed to onnxruntime without a copy, the new
+ * rows written back past each cache's length and committed when the last run succeeded.
+ */
+export class DecoderRunner {
+  /** A one-row cache stand-in for slots with nothing cached (fully masked: past length 0). */
+  private readonly emptyPast: ort.Tensor;
+
+  constructor(
+    private readonly config: ModelConfig,
+    private readonly settings: DecoderRunnerSettings,
+  ) {
+    this.emptyPast = new ort.Tensor('float32', new Float32Array(config.numKvHeads * config.headDim), [config.numKvHeads, 1, config.headDim]);
+  }
+
+  /** Rows one run carries. */
+  get slots(): number {
+    return this.settings.slots;
+  }
+
+  /** Runs `request` (already validated; `caches[i]` is row i's cache) on `session`. */
+  forward(session: ort.InferenceSession, request: ForwardRequest, caches: readonly CpuKvCache[]): Promise<ForwardResult> {
+    const tables = request.rows.map((row) => rotaryTables(row.regime, row.positions, this.settings.anglePrecision));
+    const scratch = new Map<number, LayerScratch>();
+    const limits = { slots: this.settings.slots, chunk: this.settings.prefillChunk };
+    return forwardInRuns(request, caches, limits, this.config.vocabSize, (pieces) => this.runPieces(session, request, caches, tables, scratch, pieces));
+  }
+
+  /**
+   * One session run over `pieces` (at most one per row, at most `slots`): packs their tokens on one
+   * axis, hands each its row's cache storage (or a compact copy of its valid rows), and writes the
+   * new keys/values of each piece past its cache's written rows (uncommitted).
+   */
+  private async runPieces(
+    session: ort.InferenceSession,
+    request: ForwardRequest,
+    caches: readonly CpuKvCache[],
+    tables: readonly RotaryTables[],
+    scratch: Map<number, LayerScratch>,
+    pieces: readonly RowPiece[],
+  ): Promise<Float32Array[]> {
+    const { numLayers, numKvHeads, headDim: D, vocabSize: V } = this.config;
+    const half = this.config.rope.rotaryDim / 2;
+    const T = pieces.reduce((n, p) => n + p.end - p.start, 0);
+    const ids = new BigInt64Array(T);
+    const cos = new Float32Array(T * half);
+    const sin = new Float32Array(T * half);
+    const offsets = new BigInt64Array(this.settings.slots + 1).fill(BigInt(T));
+    const pastLengths = new BigInt64Array(this.settings.slots);
+    const logitsIndex: bigint[] = [];
+    const at: number[] = [];
+    const valid: number[] = [];
+    let t = 0;
+    pieces.forEach((piece, s) => {
+      const row = request.rows[piece.row]!;
+      const S = piece.end - piece.start;
+      for (let j = 0; j < S; j++) ids[t + j] = BigInt(row.tokens[piece.start + j]!);
+      const tab = tables[piece.row]!;
+      cos.set(tab.cos.subarray(piece.start * half, piece.end * half), t * half);
+      sin.set(tab.sin.subarray(piece.start * half, piece.end * half), t * half);
+      const { from, count } = wantedLogits(row, piece);
+      for (let j = 0; j < count; j++) logitsIndex.push(BigInt(t + from - piece.start + j));
+      const past = caches[piece.row]!.length + piece.start;
+      offsets[s] = BigInt(t);
+      pastLengths[s] = BigInt(past);
+      at.push(t);
+      valid.push(past);
+      t += S;
+    });
+    const feeds: Record<string, ort.Tensor> = {
+      [DecoderIo.inputIds]: new ort.Tensor('int64', ids, [T]),
+      [DecoderIo.ropeCos]: new ort.Tensor('float32', cos, [T, half]),
+      [DecoderIo.ropeSin]: new ort.Tensor('float32', sin, [T, half]),
+      [DecoderIo.rowOffsets]: new ort.Tensor('int64', offsets, [this.settings.slots + 1]),
+      [DecoderIo.pastLengths]: new ort.Tensor('int64', pastLengths, [this.settings.slots]),
+      [DecoderIo.logitsIndex]: new ort.Tensor('int64', BigInt64Array.from(logitsIndex), [logitsIndex.length]),
+    };
+    for (let s = 0; s < this.settings.slots; s++) {
+      const piece = pieces[s];
+      const cache = piece && caches[piece.row]!;
+      const S = piece ? piece.end - piece.start : 0;
+      const v = valid[s] ?? 0;
+      // A prefill piece scans every row of the tensors it gets: when the cache's capacity is well
+      // past its valid rows (a long row reserved its full length up front), a compact copy of the
+      // valid rows costs less than attending over the rest, if the copy stays small. Decode steps
+      // always get the cache itself.
+      const compact = cache !== undefined && v > 0 && S >= 16 && (cache.capacity - v) * S > 4 * v && this.scratchBytes(cache.capacity) <= COMPACT_LIMIT_BYTES;
+      let rowScratch = compact ? scratch.get(piece!.row) : undefined;
+      if (compact && !rowScratch) scratch.set(piece!.row, (rowScratch = this.allocScratch(cache!.capacity)));
+      for (let l = 0; l < numLayers; l++) {
+        let k: ort.Tensor;
+        let val: ort.Tensor;
+        if (!cache || v === 0) {
+          k = val = this.emptyPast;
+        } else if (rowScratch) {
+          k = this.compactRows(cache, cache.keys(l), v, rowScratch.keys[l]!);
+          val = this.compactRows(cache, cache.values(l), v, rowScratch.values[l]!);
+        } else {
+          // The cache's own storage, no copy; rows past the valid ones are masked out by the graph.
+          k = new ort.Tensor('float32', cache.keys(l), [numKvHeads, cache.capacity, D]);
+          val = new ort.Tensor('float32', cache.values(l), [numKvHeads, cache.capacity, D]);
+        }
+        feeds[DecoderIo.pastKey(l, s)] = k;
+        feeds[DecoderIo.pastValue(l, s)] = val;
+      }
+    }
+    let out: ort.InferenceSession.OnnxValueMapType;
+    try {
+      out = await session.run(feeds);
+    } catch (cause) {
+      throw new BackendError('run', `onnxruntime failed on a run of ${pieces.length} rows, ${T} tokens: ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
+    }
+    for (let l = 0; l < numLayers; l++) {
+      const k = out[DecoderIo.newKey(l)]!.data as Float32Array;
+      const v = out[DecoderIo.newValue(l)]!.data as Float32Array;
+      pieces.forEach((piece, s) => {
+        const cache = caches[piece.row]!;
+        const keys = cache.keys(l);
+        const values = cache.values(l);
+        const S = piece.end - piece.start;
+        // New rows arrive as [kvHead][T][D]: each piece's rows are one contiguous block per head, as in the cache.
+        for (let h = 0; h < numKvHeads; h++) {
+          const from = (h * T + at[s]!) * D;
+          const to = cache.offset(h, valid[s]!);
+          keys.set(k.subarray(from, from + S * D), to);
+          values.set(v.subarray(from, from + S * D), to);
+        }
+      });
+    }
+    const logits = out[DecoderIo.logits]!.data as Float32Array;
+    let taken = 0;
+    return pieces.map((piece) => {
+      const { count } = wantedLogits(request.rows[piece.row]!, piece);
+      const part = logits.subarray(taken * V, (taken + count) * V);
+      taken += count;
+      return part;
+    });
+  }
+
+  /** Bytes of a compact copy of every layer's keys and values, `rows` rows each. */
+  private scratchBytes(rows: number): number {
+    const { numLayers, numKvHeads, headDim } = this.config;
+    return 2 * numLayers * numKvHeads * rows * headDim * 4;
+  }
+
+  /** Per-layer buffers for compact copies of up to `rows` cached rows (a prefill's scratch). */
+  private allocScratch(rows: number): LayerScratch {
+    const { numLayers, numKvHeads, headDim } = this.config;
+    const alloc = () => Array.from({ length: numLayers }, () => new Float32Array(numKvHeads * rows * headDim));
+    return { keys: alloc(), values: alloc() };
+  }
+
+  /** Rows [0, `valid`) of every head of `layer` (`[kvHead][capacity][D]`) packed into `into` as `[kvHead][valid][D]`. */
+  private compactRows(cache: CpuKvCache, layer: Float32Array, valid: number, into: Float32Array): ort.Tensor {
+    const { numKvHeads, headDim: D } = this.config;
+    for (let h = 0; h < numKvHeads; h++) {
+      const from = cache.offset(h, 0);
+      into.set(layer.subarray(from, from + valid * D), h * valid * D);
+    }
+    return new ort.Tensor('float32', into.subarray(0, numKvHeads * valid * D), [numKvHeads, valid, D]);
+  }
+}
