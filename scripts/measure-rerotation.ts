@@ -38,7 +38,8 @@ const time = (f: () => void): number => {
 
 console.log(`machine: ${cpus()[0]?.model ?? 'unknown cpu'} × ${cpus().length}, node ${process.version}`);
 console.log(`key cache of ${L} tokens, medians of ${runs} runs\n`);
-const wasm = new WasmKernels();
+// One memory for every layer of any of the models below, one thread (the rotation itself is measured).
+const wasm = new WasmKernels({ plan: [{ firstLayer: 0, endLayer: 1024, weightBytes: 0 }], threads: 1 });
 await wasm.ready();
 console.log('| model | key cache MiB | copy ms | TS rotation warm ms | warm / copy | TS rotation cold ms | cold / copy | tables alone ms | WASM rotation warm ms | WASM / copy | TS / WASM |');
 console.log('|---|---|---|---|---|---|---|---|---|---|---|');

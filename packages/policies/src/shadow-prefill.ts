@@ -1,6 +1,8 @@
 import type { Backend, CachePolicy, KvCache, PolicyEvent, PolicyRow, RopeRegime, RopeSchedule } from '@ropeswitch/core';
 import { PolicyError, hasStaleKeys, lengthAfter, positionLimit } from '@ropeswitch/core';
 import { rebuildRow } from './rebuild-row.js';
+import { type ShadowCostModel, costModelOf, paceByCost, prefersCostPacing } from './shadow-pacing.js';
+import { SequenceMirror } from './sequence-mirror.js';
 import { concatIds, forwardWithRewrites, type RowRewrite } from './row-rewrite.js';
 
 export interface ShadowPrefillOptions {
@@ -21,6 +23,17 @@ export interface ShadowPrefillOptions {
    */
   readonly chunk?: number;
   /**
+   * How each decode step's share of the copy is sized. `'tokens'`: the copy's remaining tokens
+   * spread evenly over the steps left. `'cost'`: its remaining cost, a token at position p costing
+   * its pass through the weights plus its p keys of attention (the ratio of the two measured on
+   * the steps run so far, from the model's shapes until then), spread so that every step, the
+   * decode row included, costs about the same: more of the cheap early tokens while the decode
+   * row is still short, fewer of the dear late ones. `'auto'` (default): `'cost'` where that model
+   * says it lowers the slowest step by at least 10 % (long windows on attention-bound models),
+   * else `'tokens'`. Under `'cost'` the default `chunk` is 16 times the even share, plus one.
+   */
+  readonly pacing?: 'auto' | 'cost' | 'tokens';
+  /**
    * At a crossing the shadow has not caught up with (it started late, or `chunk` is too small):
    * `'catch-up'` (default) runs the rest in the crossing forward (exact, a bigger step); `'pass'`
    * hands the row on unchanged, e.g. to a `rerotate()` after this policy, and keeps building the
@@ -34,6 +47,10 @@ export interface ShadowPrefillOptions {
 interface Shadow {
   readonly cache: KvCache;
   readonly regime: RopeRegime;
+  /** How its chunks are sized (decided when it starts, see {@link ShadowPrefillOptions.pacing}). */
+  readonly pacing: 'cost' | 'tokens';
+  /** The live sequence's tokens, kept beside it so a step reads (copies) neither cache. */
+  readonly live: SequenceMirror;
 }
 
 /**
@@ -54,6 +71,11 @@ export function shadowPrefill(options: ShadowPrefillOptions = {}): CachePolicy {
   const late = options.late ?? 'catch-up';
   checkOptions(options);
   const shadows = new WeakMap<KvCache, Shadow>();
+  /** The cost model of the backend this policy runs on, measured across its forwards. */
+  let costs: ShadowCostModel | undefined;
+  const windowOf = (threshold: number) => options.window ?? Math.max(1, Math.ceil(threshold / 2));
+  /** Most tokens a step's chunk takes: the option, else the even share plus one (16 shares by cost). */
+  const chunkFor = (pacing: Shadow['pacing'], threshold: number) => options.chunk ?? (pacing === 'cost' ? 16 : 1) * Math.ceil(threshold / windowOf(threshold)) + 1;
 
   const drop = (cache: KvCache): void => {
     const s = shadows.get(cache);
@@ -66,8 +88,7 @@ export function shadowPrefill(options: ShadowPrefillOptions = {}): CachePolicy {
     const threshold = schedule.threshold;
     if (threshold === undefined) return undefined;
     if (schedule.changesEveryStep) return hasStaleKeys(row) ? rebuildRow(row, row.regime, backend, name) : undefined;
-    const window = options.window ?? Math.max(1, Math.ceil(threshold / 2));
-    const chunk = options.chunk ?? Math.ceil(threshold / window) + 1;
+    const window = windowOf(threshold);
     const S = lengthAfter(row);
     let shadow = shadows.get(row.cache);
     if (shadow && !inSync(shadow, row.cache)) {
@@ -84,7 +105,7 @@ export function shadowPrefill(options: ShadowPrefillOptions = {}): CachePolicy {
         drop(row.cache);
         if (late === 'catch-up') return rebuildRow(row, row.regime, backend, name);
         // Nothing prepared (no plan to cross): start the copy now and let the row pass.
-        return startShadow(row, row.regime, backend, chunk, threshold);
+        return startShadow(row, row.regime, backend, threshold);
       }
       if (ready || late === 'catch-up') return swapIn(row, shadow);
     } else if (shadow && ready && S > threshold) {
@@ -95,30 +116,41 @@ export function shadowPrefill(options: ShadowPrefillOptions = {}): CachePolicy {
     if (!shadow) {
       const wanted = S <= threshold && S > threshold - window && (row.plannedLength === undefined || row.plannedLength > threshold);
       const regime = schedule.regimeFor(threshold + 1);
-      return wanted && regime.id !== row.regime.id ? startShadow(row, regime, backend, chunk, threshold) : undefined;
+      return wanted && regime.id !== row.regime.id ? startShadow(row, regime, backend, threshold) : undefined;
     }
-    return buildChunk(row, shadow, chunk, [], threshold);
+    return buildChunk(row, shadow, chunkFor(shadow.pacing, threshold), [], threshold);
   };
 
-  const startShadow = (row: PolicyRow, regime: RopeRegime, backend: Backend, chunk: number, threshold: number): RowRewrite => {
-    const shadow = { cache: backend.createCache(), regime };
+  const startShadow = (row: PolicyRow, regime: RopeRegime, backend: Backend, threshold: number): RowRewrite => {
+    costs ??= costModelOf(backend.config);
+    const wanted = options.pacing ?? 'auto';
+    const pacing = wanted === 'auto' ? (prefersCostPacing(costs, threshold) ? 'cost' : 'tokens') : wanted;
+    const chunk = chunkFor(pacing, threshold);
+    const shadow: Shadow = { cache: backend.createCache(), regime, pacing, live: SequenceMirror.of(row.cache) };
     // Room for the whole plan (or the live cache's length and this row), so the swap never grows it.
     shadow.cache.reserve(Math.max(lengthAfter(row), Math.min(row.plannedLength ?? 0, positionLimit(backend.config))));
     // Kept only if the forward that starts it succeeds: a retry then starts (and reports) it again.
+    const built = buildChunk(row, shadow, chunk, [{ type: 'shadow-start', policy: name, regime: regime.id, atLength: lengthAfter(row) }], threshold);
     return {
-      ...buildChunk(row, shadow, chunk, [{ type: 'shadow-start', policy: name, regime: regime.id, atLength: lengthAfter(row) }], threshold),
-      onSuccess: () => shadows.set(row.cache, shadow),
+      ...built,
+      onSuccess: () => {
+        built.onSuccess?.();
+        shadows.set(row.cache, shadow);
+      },
       onFailure: () => shadow.cache.dispose(),
     };
   };
 
   /** The row passes unchanged; the shadow's next piece runs beside it. Prompt rows build the whole copy. */
   const buildChunk = (row: PolicyRow, shadow: Shadow, chunk: number, events: PolicyEvent[], threshold: number): RowRewrite => {
-    const budget = row.prefill || row.cache.length === 0 ? Infinity : Math.min(chunk, pace(row, shadow, threshold));
+    const paced = shadow.pacing === 'cost' && costs ? paceByCost(costs, lengthAfter(row), row.tokens.length, shadow.cache.length, threshold) : pace(row, shadow, threshold);
+    const budget = row.prefill || row.cache.length === 0 ? Infinity : Math.min(chunk, paced);
     const extra = shadowChunk(row, shadow, budget);
     return {
       ...(extra ? { extra: [extra], doing: `${name}: a chunk of ${extra.tokens.length} tokens of the ${shadow.regime.id} copy` } : {}),
       events,
+      // The live row is cached now: the mirror follows.
+      onSuccess: () => shadow.live.follow(row.cache, row.tokens, row.positions),
     };
   };
 
@@ -140,8 +172,14 @@ export function shadowPrefill(options: ShadowPrefillOptions = {}): CachePolicy {
 
   return {
     name,
-    wrapForward({ request, next, backend, schedule }) {
-      return forwardWithRewrites(request, next, request.rows.map((row) => plan(row, backend, schedule)));
+    async wrapForward({ request, next, backend, schedule }) {
+      const rewrites = request.rows.map((row) => plan(row, backend, schedule));
+      if (!costs || !rewrites.some((r) => r?.extra)) return forwardWithRewrites(request, next, rewrites);
+      // A step with shadow work: its time, against the tokens and attended keys it ran, refines the cost model.
+      const started = performance.now();
+      const result = await forwardWithRewrites(request, next, rewrites);
+      costs.observe(request.rows, rewrites, performance.now() - started);
+      return result;
     },
     releaseSequence: drop,
   };
@@ -162,27 +200,34 @@ function pace(row: PolicyRow, shadow: Shadow, threshold: number): number {
 }
 
 /**
- * The next piece of the shadow: the sequence's tokens from where the shadow stops (cached ones,
- * then the row's new ones), at most `budget` of them, under the shadow's regime, no logits.
+ * The next piece of the shadow: the sequence's tokens from where the shadow stops (cached ones, from
+ * the mirror, then the row's new ones), at most `budget` of them, under the shadow's regime, no logits.
  */
 function shadowChunk(row: PolicyRow, shadow: Shadow, budget: number): PolicyRow | undefined {
   const from = shadow.cache.length;
-  const tokens = concatIds(row.cache.tokens().subarray(from), row.tokens);
-  const positions = concatIds(row.cache.positions().subarray(from), row.positions);
+  const tokens = concatIds(shadow.live.tokensFrom(from), row.tokens);
+  const positions = concatIds(shadow.live.positionsFrom(from), row.positions);
   const n = Math.min(budget, tokens.length);
   if (n === 0) return undefined;
   return { tokens: tokens.subarray(0, n), positions: positions.subarray(0, n), cache: shadow.cache, regime: shadow.regime, logits: 0 };
 }
 
-/** Whether the shadow still holds a prefix of the sequence (a caller may have cropped or rebuilt it); crops a shadow that ran ahead. */
+/**
+ * Whether the shadow still holds a prefix of the sequence (a caller may have cropped or rebuilt it);
+ * crops a shadow that ran ahead (its chunk ran in a forward whose live row failed). A cache nobody
+ * touched since this policy's last forward (its revision unchanged) needs no reading; otherwise the
+ * two are compared token by token and the mirror is read again.
+ */
 function inSync(shadow: Shadow, cache: KvCache): boolean {
   if (shadow.cache.disposed) return false;
   if (shadow.cache.length > cache.length) shadow.cache.crop(cache.length);
+  if (shadow.live.matches(cache)) return true;
   const a = shadow.cache.tokens();
   const b = cache.tokens();
   const pa = shadow.cache.positions();
   const pb = cache.positions();
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i] || pa[i] !== pb[i]) return false;
+  shadow.live.read(cache);
   return true;
 }
 
@@ -196,6 +241,9 @@ function checkOptions(options: ShadowPrefillOptions): void {
   }
   if (late !== undefined && late !== 'catch-up' && late !== 'pass') {
     throw new PolicyError('bad-option', `shadowPrefill: late must be 'catch-up' or 'pass'; got ${String(late)}`);
+  }
+  if (options.pacing !== undefined && options.pacing !== 'auto' && options.pacing !== 'cost' && options.pacing !== 'tokens') {
+    throw new PolicyError('bad-option', `shadowPrefill: pacing must be 'auto', 'cost' or 'tokens'; got ${String(options.pacing)}`);
   }
   if (late === 'pass' && chunk !== undefined && chunk < 2) {
     // A chunk of one only keeps pace with the new token: a late copy would never catch up.

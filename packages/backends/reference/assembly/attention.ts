@@ -5,12 +5,13 @@ import { exp4 } from './simd-exp';
 //   q, out: `[n][numHeads·headDim]`; keys, values: `[kvHead][index][headDim]`, `capacity` indices
 //   per head, the first `past` old tokens then the n new ones. Query row t sees indices
 //   [0, past + t]. Query heads share KV heads in groups (GQA). `scores` holds 2·(past + n) floats.
-// Prefill rows go in pairs: each key and value row loaded serves both queries.
+// Prefill rows go in pairs: each key and value row loaded serves both queries. Heads are
+// independent: threads split them, each with its own `scores`.
 
-/** Attention for every head and query row. */
+/** Attention of query heads [h0, h1) for every query row. */
 export function attention(
   q: usize, n: i32, past: i32, keys: usize, values: usize, capacity: i32,
-  numHeads: i32, numKvHeads: i32, headDim: i32, out: usize, scores: usize,
+  numHeads: i32, numKvHeads: i32, headDim: i32, out: usize, h0: i32, h1: i32, scores: usize,
 ): void {
   const group = numHeads / numKvHeads;
   const width = numHeads * headDim;
@@ -18,7 +19,7 @@ export function attention(
   const headBytes = (<usize>capacity) * headDim << 2;
   const simd = (headDim & 3) == 0;
   const second = scores + ((<usize>(past + n)) << 2);
-  for (let h = 0; h < numHeads; h++) {
+  for (let h = h0; h < h1; h++) {
     const kv = (<usize>(h / group)) * headBytes;
     let t = 0;
     if (simd) {

@@ -1,138 +1,244 @@
-// Weight matrices live in linear memory as panels of 8 output rows interleaved along k:
-// `[ceil(outDim/8)][inDim][8]` (float 8k + j of panel p is w[8p + j][k]; rows past outDim are
-// zero). Two v128 loads then hold 8 outputs' weights at one k, and one broadcast input value
-// multiplies into all 8.
-//
-// Sums are float64 (f64x2), as in the TypeScript kernel (src/kernels/matmul.ts): each float32
-// product is exact in float64 and every output is summed in k order whichever micro-kernel computes
-// it, so the result equals the TypeScript kernel's bit for bit and does not depend on batching.
+import { BF16, F16, F32, I8, dtypeOf, kBytes, madd, panelHigh, panelLow } from './panels';
 
+// y[t][o] = scale[o] · Σ_k x[t][k]·w[o][k] + bias[o] over weight panels (see panels.ts), float32.
+//
+// Every output is one float32 accumulator summed in k order from zero, whichever kernel computes
+// it (the 4 × 8 register-blocked GEMM for groups of 4 rows, the 1-, 2- and 3-row kernels for the
+// rest) and whichever thread: so a row's result never depends on the rows beside it, on how the
+// panels are split between threads, or on the thread count. Products and sums are separate
+// roundings, or one fused one where the engine runs relaxed SIMD (the whole build is one or the
+// other).
+
+/** Rows of x held per pass over a panel in the GEMM (their inputs stay in L2 while it streams). */
 // @ts-ignore: decorator
-@inline const ROW_TILE: i32 = 64;
+@inline const L2_BYTES: usize = 1 << 20;
 
 /**
- * y[t][o] = Σ_k x[t][k]·w[o][k] (+ bias[o]): `x` `[rows][inDim]`, `y` `[rows][outDim]`, `w` in the
- * panel layout above, `bias` 0 for none. Rows go in tiles of 64 (their inputs stay cache-resident
- * while every panel passes); within a tile 2 rows share each panel load, and a row left over (a
- * decode step) takes 2 panels at a time, so 8 accumulators are in flight either way.
+ * Outputs of panels [p0, p1) for every row: `x` `[rows][inDim]`, `y` `[rows][outDim]`, `w` panels
+ * of `dtype` (panels.ts), `bias` `[outDim]` or 0, `scales` `[outDim]` (int8) or 0. `scratch` holds
+ * one unpacked panel, `inDim · 32` bytes (the GEMM on 16- and 8-bit weights decodes each panel
+ * once per row tile into it).
  */
-export function linear(x: usize, rows: i32, inDim: i32, w: usize, outDim: i32, y: usize, bias: usize): void {
-  const panels = (outDim + 7) >> 3;
-  const panelBytes = (<usize>inDim) << 5;
-  for (let t0 = 0; t0 < rows; t0 += ROW_TILE) {
-    const t1 = min(rows, t0 + ROW_TILE);
-    const full = t0 + ((t1 - t0) & ~1);
-    for (let p = 0; p < panels; p++) {
-      for (let t = t0; t < full; t += 2) rows2(x, t, inDim, w + <usize>p * panelBytes, p << 3, outDim, y, bias);
-    }
-    for (let t = full; t < t1; t++) {
-      let p = 0;
-      for (; p + 2 <= panels; p += 2) panels2(x, t, inDim, w + <usize>p * panelBytes, panelBytes, p << 3, outDim, y, bias);
-      for (; p < panels; p++) panels1(x, t, inDim, w + <usize>p * panelBytes, p << 3, outDim, y, bias);
+export function linear(
+  dtype: i32, x: usize, rows: i32, inDim: i32, w: usize, outDim: i32, y: usize, bias: usize, scales: usize,
+  p0: i32, p1: i32, scratch: usize,
+): void {
+  if (dtype == F32) linearOf<f32>(x, rows, inDim, w, outDim, y, bias, scales, p0, p1, scratch);
+  else if (dtype == BF16) linearOf<u16>(x, rows, inDim, w, outDim, y, bias, scales, p0, p1, scratch);
+  else if (dtype == F16) linearOf<i16>(x, rows, inDim, w, outDim, y, bias, scales, p0, p1, scratch);
+  else if (dtype == I8) linearOf<i8>(x, rows, inDim, w, outDim, y, bias, scales, p0, p1, scratch);
+  else unreachable();
+}
+
+function linearOf<T>(
+  x: usize, rows: i32, inDim: i32, w: usize, outDim: i32, y: usize, bias: usize, scales: usize,
+  p0: i32, p1: i32, scratch: usize,
+): void {
+  const panelBytes = (<usize>inDim) * kBytes<T>();
+  const grouped = rows & ~3;
+  if (grouped > 0) gemm<T>(x, grouped, inDim, w, panelBytes, outDim, y, bias, scales, p0, p1, scratch);
+  const left = rows - grouped;
+  if (left == 0) return;
+  let p = p0;
+  if (left == 1) {
+    for (; p + 4 <= p1; p += 4) row1x4<T>(x, grouped, inDim, w + <usize>p * panelBytes, panelBytes, p << 3, outDim, y, bias, scales);
+    for (; p < p1; p++) row1x1<T>(x, grouped, inDim, w + <usize>p * panelBytes, p << 3, outDim, y, bias, scales);
+  } else if (left == 2) {
+    for (; p + 2 <= p1; p += 2) rows2x2<T>(x, grouped, inDim, w + <usize>p * panelBytes, panelBytes, p << 3, outDim, y, bias, scales);
+    for (; p < p1; p++) rows2x1<T>(x, grouped, inDim, w + <usize>p * panelBytes, p << 3, outDim, y, bias, scales);
+  } else {
+    for (; p < p1; p++) rows3x1<T>(x, grouped, inDim, w + <usize>p * panelBytes, p << 3, outDim, y, bias, scales);
+  }
+}
+
+/**
+ * Rows [0, rows) (a multiple of 4) against panels [p0, p1): row tiles whose inputs fit in L2; per
+ * panel of a tile, 4 rows at a time against it (8 float32x4 accumulators). 16- and 8-bit panels are
+ * first decoded into `scratch` (float32; int8 unscaled), once per tile.
+ */
+function gemm<T>(
+  x: usize, rows: i32, inDim: i32, w: usize, panelBytes: usize, outDim: i32, y: usize, bias: usize, scales: usize,
+  p0: i32, p1: i32, scratch: usize,
+): void {
+  const rowBytes = (<usize>inDim) << 2;
+  const tile = max<i32>(4, <i32>(L2_BYTES / rowBytes) & ~3);
+  for (let t0 = 0; t0 < rows; t0 += tile) {
+    const t1 = min(rows, t0 + tile);
+    for (let p = p0; p < p1; p++) {
+      let panel = w + <usize>p * panelBytes;
+      if (dtypeOf<T>() != F32) {
+        unpack<T>(panel, inDim, scratch);
+        panel = scratch;
+      }
+      for (let t = t0; t < t1; t += 4) block4x8(x + (<usize>t) * rowBytes, rowBytes, panel, t, p << 3, outDim, y, bias, scales);
     }
   }
 }
 
-/** Two input rows from `t` against one panel: 8 f64x2 accumulators. */
-function rows2(x: usize, t: i32, inDim: i32, wp: usize, o: i32, outDim: i32, y: usize, bias: usize): void {
-  const stride = (<usize>inDim) << 2;
-  const x0 = x + (<usize>t) * stride;
-  const x1 = x0 + stride;
-  let a0 = f64x2.splat(0), a1 = f64x2.splat(0), a2 = f64x2.splat(0), a3 = f64x2.splat(0);
-  let b0 = f64x2.splat(0), b1 = f64x2.splat(0), b2 = f64x2.splat(0), b3 = f64x2.splat(0);
-  for (let k: usize = 0; k < stride; k += 4, wp += 32) {
+/** A panel of T decoded into float32 panel layout at `out` (`inDim · 32` bytes). */
+function unpack<T>(panel: usize, inDim: i32, out: usize): void {
+  const step = kBytes<T>();
+  const end = out + ((<usize>inDim) << 5);
+  for (; out < end; out += 32, panel += step) {
+    v128.store(out, panelLow<T>(panel));
+    v128.store(out, panelHigh<T>(panel), 16);
+  }
+}
+
+/** Four rows from `x0` (rows `rowBytes` apart) against one float32 panel: outputs o … o+7 of rows t … t+3. */
+function block4x8(x0: usize, rowBytes: usize, panel: usize, t: i32, o: i32, outDim: i32, y: usize, bias: usize, scales: usize): void {
+  const x1 = x0 + rowBytes, x2 = x1 + rowBytes, x3 = x2 + rowBytes;
+  let a0 = f32x4.splat(0), a1 = f32x4.splat(0), b0 = f32x4.splat(0), b1 = f32x4.splat(0);
+  let c0 = f32x4.splat(0), c1 = f32x4.splat(0), d0 = f32x4.splat(0), d1 = f32x4.splat(0);
+  let wp = panel;
+  for (let k: usize = 0; k < rowBytes; k += 4, wp += 32) {
     const lo = v128.load(wp);
     const hi = v128.load(wp, 16);
-    const w0 = low(lo);
-    const w1 = high(lo);
-    const w2 = low(hi);
-    const w3 = high(hi);
-    const s = f64x2.splat(<f64>load<f32>(x0 + k));
-    const u = f64x2.splat(<f64>load<f32>(x1 + k));
-    a0 = f64x2.add(a0, f64x2.mul(s, w0)); a1 = f64x2.add(a1, f64x2.mul(s, w1));
-    a2 = f64x2.add(a2, f64x2.mul(s, w2)); a3 = f64x2.add(a3, f64x2.mul(s, w3));
-    b0 = f64x2.add(b0, f64x2.mul(u, w0)); b1 = f64x2.add(b1, f64x2.mul(u, w1));
-    b2 = f64x2.add(b2, f64x2.mul(u, w2)); b3 = f64x2.add(b3, f64x2.mul(u, w3));
+    let s = v128.load32_splat(x0 + k);
+    a0 = madd(a0, s, lo); a1 = madd(a1, s, hi);
+    s = v128.load32_splat(x1 + k);
+    b0 = madd(b0, s, lo); b1 = madd(b1, s, hi);
+    s = v128.load32_splat(x2 + k);
+    c0 = madd(c0, s, lo); c1 = madd(c1, s, hi);
+    s = v128.load32_splat(x3 + k);
+    d0 = madd(d0, s, lo); d1 = madd(d1, s, hi);
   }
-  storeOutputs(y, t, o, outDim, a0, a1, a2, a3, bias);
-  storeOutputs(y, t + 1, o, outDim, b0, b1, b2, b3, bias);
+  store8(y, t, o, outDim, a0, a1, bias, scales);
+  store8(y, t + 1, o, outDim, b0, b1, bias, scales);
+  store8(y, t + 2, o, outDim, c0, c1, bias, scales);
+  store8(y, t + 3, o, outDim, d0, d1, bias, scales);
 }
 
-/** One input row against two consecutive panels (outputs o … o+15). */
-function panels2(x: usize, t: i32, inDim: i32, wp: usize, panelBytes: usize, o: i32, outDim: i32, y: usize, bias: usize): void {
+/** One row against four consecutive panels (outputs o … o+31): 8 accumulators, each input broadcast once. */
+function row1x4<T>(x: usize, t: i32, inDim: i32, wp: usize, panelBytes: usize, o: i32, outDim: i32, y: usize, bias: usize, scales: usize): void {
   const xr = x + (<usize>t) * ((<usize>inDim) << 2);
-  let v = wp + panelBytes;
-  let a0 = f64x2.splat(0), a1 = f64x2.splat(0), a2 = f64x2.splat(0), a3 = f64x2.splat(0);
-  let b0 = f64x2.splat(0), b1 = f64x2.splat(0), b2 = f64x2.splat(0), b3 = f64x2.splat(0);
   const end = xr + ((<usize>inDim) << 2);
-  for (let xp = xr; xp < end; xp += 4, wp += 32, v += 32) {
-    const s = f64x2.splat(<f64>load<f32>(xp));
-    let lo = v128.load(wp);
-    let hi = v128.load(wp, 16);
-    a0 = addLow(a0, s, lo); a1 = addHigh(a1, s, lo); a2 = addLow(a2, s, hi); a3 = addHigh(a3, s, hi);
-    lo = v128.load(v);
-    hi = v128.load(v, 16);
-    b0 = addLow(b0, s, lo); b1 = addHigh(b1, s, lo); b2 = addLow(b2, s, hi); b3 = addHigh(b3, s, hi);
+  const step = kBytes<T>();
+  let a0 = f32x4.splat(0), a1 = f32x4.splat(0), b0 = f32x4.splat(0), b1 = f32x4.splat(0);
+  let c0 = f32x4.splat(0), c1 = f32x4.splat(0), d0 = f32x4.splat(0), d1 = f32x4.splat(0);
+  let wb = wp + panelBytes;
+  let wc = wb + panelBytes;
+  let wd = wc + panelBytes;
+  for (let xp = xr; xp < end; xp += 4, wp += step, wb += step, wc += step, wd += step) {
+    const s = v128.load32_splat(xp);
+    a0 = madd(a0, s, panelLow<T>(wp)); a1 = madd(a1, s, panelHigh<T>(wp));
+    b0 = madd(b0, s, panelLow<T>(wb)); b1 = madd(b1, s, panelHigh<T>(wb));
+    c0 = madd(c0, s, panelLow<T>(wc)); c1 = madd(c1, s, panelHigh<T>(wc));
+    d0 = madd(d0, s, panelLow<T>(wd)); d1 = madd(d1, s, panelHigh<T>(wd));
   }
-  storeOutputs(y, t, o, outDim, a0, a1, a2, a3, bias);
-  storeOutputs(y, t, o + 8, outDim, b0, b1, b2, b3, bias);
+  store8(y, t, o, outDim, a0, a1, bias, scales);
+  store8(y, t, o + 8, outDim, b0, b1, bias, scales);
+  store8(y, t, o + 16, outDim, c0, c1, bias, scales);
+  store8(y, t, o + 24, outDim, d0, d1, bias, scales);
 }
 
-/** One input row against one panel. */
-function panels1(x: usize, t: i32, inDim: i32, wp: usize, o: i32, outDim: i32, y: usize, bias: usize): void {
+/** One row against one panel. */
+function row1x1<T>(x: usize, t: i32, inDim: i32, wp: usize, o: i32, outDim: i32, y: usize, bias: usize, scales: usize): void {
   const xr = x + (<usize>t) * ((<usize>inDim) << 2);
-  let a0 = f64x2.splat(0), a1 = f64x2.splat(0), a2 = f64x2.splat(0), a3 = f64x2.splat(0);
   const end = xr + ((<usize>inDim) << 2);
-  for (let xp = xr; xp < end; xp += 4, wp += 32) {
-    const s = f64x2.splat(<f64>load<f32>(xp));
-    const lo = v128.load(wp);
-    const hi = v128.load(wp, 16);
-    a0 = addLow(a0, s, lo); a1 = addHigh(a1, s, lo); a2 = addLow(a2, s, hi); a3 = addHigh(a3, s, hi);
+  const step = kBytes<T>();
+  let a0 = f32x4.splat(0), a1 = f32x4.splat(0);
+  for (let xp = xr; xp < end; xp += 4, wp += step) {
+    const s = v128.load32_splat(xp);
+    a0 = madd(a0, s, panelLow<T>(wp)); a1 = madd(a1, s, panelHigh<T>(wp));
   }
-  storeOutputs(y, t, o, outDim, a0, a1, a2, a3, bias);
+  store8(y, t, o, outDim, a0, a1, bias, scales);
 }
 
-/** Outputs o … o+7 of row t (those below outDim): + bias in float64, one rounding to float32. */
-function storeOutputs(y: usize, t: i32, o: i32, outDim: i32, a0: v128, a1: v128, a2: v128, a3: v128, bias: usize): void {
+/** Two rows from `t` against two consecutive panels: each weight load serves both rows. */
+function rows2x2<T>(x: usize, t: i32, inDim: i32, wp: usize, panelBytes: usize, o: i32, outDim: i32, y: usize, bias: usize, scales: usize): void {
+  const rowBytes = (<usize>inDim) << 2;
+  const x0 = x + (<usize>t) * rowBytes;
+  const x1 = x0 + rowBytes;
+  const step = kBytes<T>();
+  let a0 = f32x4.splat(0), a1 = f32x4.splat(0), b0 = f32x4.splat(0), b1 = f32x4.splat(0);
+  let c0 = f32x4.splat(0), c1 = f32x4.splat(0), d0 = f32x4.splat(0), d1 = f32x4.splat(0);
+  let wb = wp + panelBytes;
+  for (let k: usize = 0; k < rowBytes; k += 4, wp += step, wb += step) {
+    const u = v128.load32_splat(x0 + k);
+    const v = v128.load32_splat(x1 + k);
+    const lo = panelLow<T>(wp), hi = panelHigh<T>(wp);
+    a0 = madd(a0, u, lo); a1 = madd(a1, u, hi); c0 = madd(c0, v, lo); c1 = madd(c1, v, hi);
+    const lo2 = panelLow<T>(wb), hi2 = panelHigh<T>(wb);
+    b0 = madd(b0, u, lo2); b1 = madd(b1, u, hi2); d0 = madd(d0, v, lo2); d1 = madd(d1, v, hi2);
+  }
+  store8(y, t, o, outDim, a0, a1, bias, scales);
+  store8(y, t, o + 8, outDim, b0, b1, bias, scales);
+  store8(y, t + 1, o, outDim, c0, c1, bias, scales);
+  store8(y, t + 1, o + 8, outDim, d0, d1, bias, scales);
+}
+
+/** Two rows against one panel. */
+function rows2x1<T>(x: usize, t: i32, inDim: i32, wp: usize, o: i32, outDim: i32, y: usize, bias: usize, scales: usize): void {
+  const rowBytes = (<usize>inDim) << 2;
+  const x0 = x + (<usize>t) * rowBytes;
+  const x1 = x0 + rowBytes;
+  const step = kBytes<T>();
+  let a0 = f32x4.splat(0), a1 = f32x4.splat(0), c0 = f32x4.splat(0), c1 = f32x4.splat(0);
+  for (let k: usize = 0; k < rowBytes; k += 4, wp += step) {
+    const u = v128.load32_splat(x0 + k);
+    const v = v128.load32_splat(x1 + k);
+    const lo = panelLow<T>(wp), hi = panelHigh<T>(wp);
+    a0 = madd(a0, u, lo); a1 = madd(a1, u, hi); c0 = madd(c0, v, lo); c1 = madd(c1, v, hi);
+  }
+  store8(y, t, o, outDim, a0, a1, bias, scales);
+  store8(y, t + 1, o, outDim, c0, c1, bias, scales);
+}
+
+/** Three rows (a decode row beside a shadow chunk of two, say) against one panel: each weight load serves all three. */
+function rows3x1<T>(x: usize, t: i32, inDim: i32, wp: usize, o: i32, outDim: i32, y: usize, bias: usize, scales: usize): void {
+  const rowBytes = (<usize>inDim) << 2;
+  const x0 = x + (<usize>t) * rowBytes;
+  const x1 = x0 + rowBytes;
+  const x2 = x1 + rowBytes;
+  const step = kBytes<T>();
+  let a0 = f32x4.splat(0), a1 = f32x4.splat(0), b0 = f32x4.splat(0), b1 = f32x4.splat(0);
+  let c0 = f32x4.splat(0), c1 = f32x4.splat(0);
+  for (let k: usize = 0; k < rowBytes; k += 4, wp += step) {
+    const lo = panelLow<T>(wp), hi = panelHigh<T>(wp);
+    let s = v128.load32_splat(x0 + k);
+    a0 = madd(a0, s, lo); a1 = madd(a1, s, hi);
+    s = v128.load32_splat(x1 + k);
+    b0 = madd(b0, s, lo); b1 = madd(b1, s, hi);
+    s = v128.load32_splat(x2 + k);
+    c0 = madd(c0, s, lo); c1 = madd(c1, s, hi);
+  }
+  store8(y, t, o, outDim, a0, a1, bias, scales);
+  store8(y, t + 1, o, outDim, b0, b1, bias, scales);
+  store8(y, t + 2, o, outDim, c0, c1, bias, scales);
+}
+
+/**
+ * Outputs o … o+7 of row t (those below outDim): `sum · scale + bias`, a product then a sum (never
+ * fused, so a lane stored from a vector and one stored alone round alike).
+ */
+function store8(y: usize, t: i32, o: i32, outDim: i32, lo: v128, hi: v128, bias: usize, scales: usize): void {
   const at = y + (((<usize>t) * outDim + o) << 2);
-  const n = min(8, outDim - o);
-  for (let j = 0; j < n; j++) {
-    let v: f64 = j < 2 ? lane(a0, j) : j < 4 ? lane(a1, j - 2) : j < 6 ? lane(a2, j - 4) : lane(a3, j - 6);
-    if (bias) v += <f64>load<f32>(bias + ((<usize>(o + j)) << 2));
-    store<f32>(at + ((<usize>j) << 2), <f32>v);
+  if (o + 8 <= outDim) {
+    if (scales) {
+      lo = f32x4.mul(lo, v128.load(scales + ((<usize>o) << 2)));
+      hi = f32x4.mul(hi, v128.load(scales + ((<usize>o) << 2), 16));
+    }
+    if (bias) {
+      lo = f32x4.add(lo, v128.load(bias + ((<usize>o) << 2)));
+      hi = f32x4.add(hi, v128.load(bias + ((<usize>o) << 2), 16));
+    }
+    v128.store(at, lo);
+    v128.store(at, hi, 16);
+    return;
+  }
+  for (let j = 0; j < outDim - o; j++) {
+    const col = (<usize>(o + j)) << 2;
+    let v = j < 4 ? lane(lo, j) : lane(hi, j - 4);
+    if (scales) v *= load<f32>(scales + col);
+    if (bias) v += load<f32>(bias + col);
+    store<f32>(at + ((<usize>j) << 2), v);
   }
 }
 
-/** Floats 0, 1 of `v` as float64 lanes. */
+/** Lane j (0–3) of v. */
 // @ts-ignore: decorator
 @inline
-function low(v: v128): v128 {
-  return f64x2.promote_low_f32x4(v);
-}
-
-/** Floats 2, 3 of `v` as float64 lanes. */
-// @ts-ignore: decorator
-@inline
-function high(v: v128): v128 {
-  return f64x2.promote_low_f32x4(v128.shuffle<f32>(v, v, 2, 3, 0, 1));
-}
-
-/** `acc + s·low(w)`: two of a panel's eight outputs take one k's term. */
-// @ts-ignore: decorator
-@inline
-function addLow(acc: v128, s: v128, w: v128): v128 {
-  return f64x2.add(acc, f64x2.mul(s, low(w)));
-}
-
-/** `acc + s·high(w)`. */
-// @ts-ignore: decorator
-@inline
-function addHigh(acc: v128, s: v128, w: v128): v128 {
-  return f64x2.add(acc, f64x2.mul(s, high(w)));
-}
-
-// @ts-ignore: decorator
-@inline
-function lane(v: v128, j: i32): f64 {
-  return j == 0 ? f64x2.extract_lane(v, 0) : f64x2.extract_lane(v, 1);
+function lane(v: v128, j: i32): f32 {
+  return j == 0 ? f32x4.extract_lane(v, 0) : j == 1 ? f32x4.extract_lane(v, 1) : j == 2 ? f32x4.extract_lane(v, 2) : f32x4.extract_lane(v, 3);
 }

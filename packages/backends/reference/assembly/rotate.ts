@@ -55,3 +55,4 @@ export function rotate(x: usize, count: i32, stride: i32, half: i32, interleaved
     }
   }
 }
+

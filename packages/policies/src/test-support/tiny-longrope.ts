@@ -22,7 +22,7 @@ import {
   noCacheForward,
 } from '@ropeswitch/core';
 import { ReferenceBackend } from '@ropeswitch/backend-reference';
-import { writeRandomCheckpoint } from '../../../cli/src/tiny-model/random-checkpoint.js';
+import { writeRandomCheckpoint } from '../../../cli/src/random-models/random-checkpoint.js';
 
 export { pinnedSchedule } from './pinned-schedule.js';
 

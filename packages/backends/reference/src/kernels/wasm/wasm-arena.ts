@@ -1,5 +1,5 @@
 import { BackendError } from '@ropeswitch/core';
-import { type WasmMemory, webAssembly } from './webassembly-api.js';
+import { MAX_PAGES, type WasmMemory, webAssembly } from './webassembly-api.js';
 import type { KvBlock, KvStorage } from '../decoder-kernels.js';
 
 const PAGE = 65536;
@@ -8,7 +8,7 @@ const HEAP_START = PAGE;
 /** Blocks start on cache-line boundaries (and so suit v128 loads). */
 const ALIGN = 64;
 /** wasm32's ceiling (65536 pages of 64 KiB). */
-const MAX_BYTES = 4 * 1024 ** 3;
+const MAX_BYTES = MAX_PAGES * PAGE;
 
 /** A range [start, end) of free bytes. */
 interface FreeRange {
@@ -16,27 +16,61 @@ interface FreeRange {
   end: number;
 }
 
+/** Options of a {@link WasmArena}. */
+export interface WasmArenaOptions {
+  /** Bytes to commit at once (the weights it will hold, say), so it need not grow for them. */
+  readonly initialBytes?: number;
+  /** A shared memory (a `SharedArrayBuffer`), which worker threads can compute on too. */
+  readonly shared?: boolean;
+  /** Names the arena in errors (e.g. `arena 2 of 9 (layers 8–11)`). */
+  readonly label?: string;
+}
+
 /**
- * A `WebAssembly.Memory` carved into blocks from JavaScript: the weights (once, at construction),
- * the KV caches and each forward's activations all live in it, so the kernels compute where the
- * data is. First fit over a sorted, coalesced free list; the memory grows when nothing fits.
+ * A `WebAssembly.Memory` carved into blocks from JavaScript: weights, KV caches and activations all
+ * live in it, so the kernels compute where the data is. First fit over a sorted, coalesced free
+ * list; the memory grows when nothing fits, up to wasm32's 4 GiB.
  *
- * Growing detaches every `Float32Array` over the old buffer, so blocks hand out views derived on
- * each read ({@link ArenaBlock.view}); a byte offset stays valid across growth.
+ * Growing an unshared memory detaches every view of its old buffer; a shared one keeps old views
+ * valid but hands out a new, longer buffer. Either way blocks derive their view on each read
+ * ({@link ArenaBlock.view}), a byte offset stays valid across growth, and {@link owns} knows every
+ * buffer the memory has had.
  */
 export class WasmArena implements KvStorage {
   readonly memory: WasmMemory;
+  readonly shared: boolean;
+  readonly label: string;
   private top = HEAP_START;
   /** Bytes at and past this offset were never handed out, so are still zero. */
   private clean = HEAP_START;
   private readonly free: FreeRange[] = [];
+  private readonly buffers = new WeakSet<ArrayBufferLike>();
 
-  constructor(initialBytes = 0) {
-    this.memory = new webAssembly.Memory({ initial: Math.ceil((HEAP_START + initialBytes) / PAGE) });
+  constructor(options: WasmArenaOptions = {}) {
+    this.shared = options.shared ?? false;
+    this.label = options.label ?? 'the WebAssembly memory';
+    const initial = Math.min(MAX_PAGES, Math.ceil((HEAP_START + (options.initialBytes ?? 0)) / PAGE));
+    try {
+      this.memory = new webAssembly.Memory(this.shared ? { initial, maximum: MAX_PAGES, shared: true } : { initial });
+    } catch (e) {
+      throw new BackendError('wasm-memory', `could not create ${this.label} of ${((initial * PAGE) / 2 ** 20).toFixed(0)} MiB (${String(e)})`);
+    }
   }
 
-  /** `length` zeroed floats. */
-  allocate(length: number): ArenaBlock {
+  /** The memory's current buffer (recorded, so views over it are known to be this arena's). */
+  get buffer(): ArrayBufferLike {
+    const b = this.memory.buffer;
+    this.buffers.add(b);
+    return b;
+  }
+
+  /** Whether `buffer` is (or was, before a growth) this arena's memory. */
+  owns(buffer: ArrayBufferLike): boolean {
+    return this.buffers.has(buffer);
+  }
+
+  /** `length` zeroed floats (`layer` is for storage that places layers apart: one arena ignores it). */
+  allocate(length: number, _layer?: number): ArenaBlock {
     return new ArenaBlock(this, this.allocateBytes(4 * length), length);
   }
 
@@ -49,13 +83,13 @@ export class WasmArena implements KvStorage {
       const at = r.start;
       r.start += size;
       if (r.start === r.end) this.free.splice(i, 1);
-      new Uint8Array(this.memory.buffer, at, size).fill(0);
+      new Uint8Array(this.buffer, at, size).fill(0);
       return at;
     }
     const at = this.top;
     const end = at + size;
     if (end > this.memory.buffer.byteLength) this.grow(end);
-    if (at < this.clean) new Uint8Array(this.memory.buffer, at, Math.min(end, this.clean) - at).fill(0);
+    if (at < this.clean) new Uint8Array(this.buffer, at, Math.min(end, this.clean) - at).fill(0);
     this.clean = Math.max(this.clean, end);
     this.top = end;
     return at;
@@ -96,7 +130,7 @@ export class WasmArena implements KvStorage {
     if (end > MAX_BYTES) {
       throw new BackendError(
         'wasm-memory',
-        `the WebAssembly kernels need ${(end / 2 ** 30).toFixed(2)} GiB of linear memory, over wasm32's 4 GiB: create the reference backend with { kernels: 'typescript' } for this model or cache size`,
+        `${this.label} would need ${(end / 2 ** 30).toFixed(2)} GiB, over wasm32's 4 GiB: a smaller cache, smaller weights ({ weights: 'int8' | 'float16' | 'bfloat16' }), or { kernels: 'typescript' }`,
       );
     }
     const have = this.memory.buffer.byteLength;
@@ -108,7 +142,7 @@ export class WasmArena implements KvStorage {
       try {
         this.memory.grow(Math.ceil((end - have) / PAGE));
       } catch {
-        throw new BackendError('wasm-memory', `could not grow the WebAssembly kernels' memory to ${(end / 2 ** 20).toFixed(0)} MiB (${String(e)}): create the reference backend with { kernels: 'typescript' }`);
+        throw new BackendError('wasm-memory', `could not grow ${this.label} to ${(end / 2 ** 20).toFixed(0)} MiB (${String(e)}): a smaller cache or smaller weights, or { kernels: 'typescript' }`);
       }
     }
   }
@@ -120,16 +154,17 @@ export class ArenaBlock implements KvBlock {
   private released = false;
 
   constructor(
-    private readonly arena: WasmArena,
+    readonly arena: WasmArena,
     readonly offset: number,
     readonly length: number,
   ) {
-    this.cached = new Float32Array(arena.memory.buffer, offset, length);
+    this.cached = new Float32Array(arena.buffer, offset, length);
   }
 
   /** The floats, over the memory's current buffer. */
   get view(): Float32Array {
-    if (this.cached.buffer !== this.arena.memory.buffer) this.cached = new Float32Array(this.arena.memory.buffer, this.offset, this.length);
+    const buffer = this.arena.memory.buffer;
+    if (this.cached.buffer !== buffer) this.cached = new Float32Array(this.arena.buffer, this.offset, this.length);
     return this.cached;
   }
 
