@@ -138,15 +138,21 @@ describe('GpuKvCache', () => {
     fresh.dispose();
   });
 
-  it('refuses to grow past the device’s storage binding limit, keeping what it holds', async () => {
+  it('cuts a layer into head blocks past the storage binding limit, and refuses a head that does not fit one, keeping what it holds', async () => {
     const layout = { numLayers: 1, numKvHeads: 2, headDim: 16 };
-    // 128 bytes per index (2 heads × 16 floats): a 4 KiB limit fits 32 indices.
-    const cache = new GpuKvCache({ device: gpu.device, maxBindingBytes: 4096 }, layout, 16);
-    cache.reserve(20); // doubling to 32 fits
-    expect(cache.capacity).toBe(32);
-    expect(() => cache.reserve(40)).toThrow(expect.objectContaining({ code: 'too-large' }));
-    expect(cache.capacity).toBe(32);
-    expect(() => new GpuKvCache({ device: gpu.device, maxBindingBytes: 4096 }, layout, 64)).toThrow(CacheError);
+    // 64 bytes per index and head: a 4 KiB binding holds both heads of 32 indices, or one head of 64.
+    const host = { device: gpu.device, maxBindingBytes: 4096 };
+    const cache = new GpuKvCache(host, layout, 16);
+    const heads = () => cache.keys(0).map((b) => `${b.firstHead}+${b.heads}`);
+    expect(heads()).toEqual(['0+2']);
+    cache.reserve(20); // doubling to 32 fits one block
+    expect([cache.capacity, heads()]).toEqual([32, ['0+2']]);
+    cache.reserve(40); // 64 indices: a block per head
+    expect([cache.capacity, heads()]).toEqual([64, ['0+1', '1+1']]);
+    expect(cache.values(0).map((b) => b.heads)).toEqual([1, 1]);
+    expect(() => cache.reserve(70)).toThrow(expect.objectContaining({ code: 'too-large' }));
+    expect([cache.capacity, heads()]).toEqual([64, ['0+1', '1+1']]);
+    expect(() => new GpuKvCache(host, layout, 65)).toThrow(CacheError);
     cache.dispose();
   });
 

@@ -8,6 +8,8 @@ import { swiglu } from '../packages/backends/reference/src/kernels/swiglu.js';
 import { CommandRecorder } from '../packages/backends/webgpu/src/command-recorder.js';
 import { DeviceKernels } from '../packages/backends/webgpu/src/device-kernels.js';
 import { BufferUsage, MapMode, STORAGE_USAGE } from '../packages/backends/webgpu/src/gpu-flags.js';
+import type { DeviceMatrix } from '../packages/backends/webgpu/src/device-matrix.js';
+import type { KvHeadBlock } from '../packages/backends/webgpu/src/gpu-kv-cache.js';
 import type { KernelSetName } from '../packages/backends/webgpu/src/kernel-set.js';
 import { type Pipelines, createPipelines } from '../packages/backends/webgpu/src/pipelines.js';
 import { ATTENTION_CASES, type AttentionCase, attentionOperands, describeAttentionCase } from './support/attention-cases.js';
@@ -60,6 +62,30 @@ function relErr(a: Float32Array, b: Float32Array): number {
 
 const wave = (n: number, f: number, phase = 0) => Float32Array.from({ length: n }, (_, i) => Math.sin(i * f + phase));
 
+/** A cache layer in one block (every KV head). */
+const wholeLayer = (buffer: GPUBuffer, heads: number): KvHeadBlock[] => [{ buffer, firstHead: 0, heads }];
+
+/** `[rows][width]` data as a matrix cut into row blocks of `sizes` rows (each its own buffer). */
+function blockMatrix(data: Float32Array, width: number, sizes: readonly number[]): DeviceMatrix {
+  let first = 0;
+  const blocks = sizes.map((rows) => {
+    const block = { buffer: upload(data.slice(first * width, (first + rows) * width)), first, rows };
+    first += rows;
+    return block;
+  });
+  return { blocks, inDim: width, outDim: first };
+}
+
+/** A `[kvHead][capacity][headDim]` layer cut into blocks of `sizes` heads. */
+function blockLayer(data: Float32Array, perHead: number, sizes: readonly number[]): KvHeadBlock[] {
+  let firstHead = 0;
+  return sizes.map((heads) => {
+    const block = { buffer: upload(data.slice(firstHead * perHead, (firstHead + heads) * perHead)), firstHead, heads };
+    firstHead += heads;
+    return block;
+  });
+}
+
 describe('WGSL matmul', () => {
   // Rows: decode (1), a shadow chunk beside a decode row (3), leftovers past 4-row and 32-row
   // blocks; output sizes off the 4-wide blocks; inDim 7 sends the register-blocked set to the tiled
@@ -76,7 +102,7 @@ describe('WGSL matmul', () => {
             const want = new Float32Array(rows * outDim);
             matmul(x, rows, inDim, w, outDim, want, bias);
             const y = device.createBuffer({ size: Math.ceil(rows * outDim / 4) * 16, usage: STORAGE_USAGE });
-            const matrix = { buffer: upload(w), inDim, outDim };
+            const matrix = { blocks: [{ buffer: upload(w), first: 0, rows: outDim }], inDim, outDim };
             const got = await run((rec) => kernels(set).matmul(rec, upload(x), rows, matrix, y, bias && upload(bias)), y, rows * outDim);
             expect(relErr(got, want), `${inDim} → ${outDim}${withBias ? ' + bias' : ''}`).toBeLessThan(2e-6);
           }
@@ -167,12 +193,83 @@ describe('WGSL attention', () => {
         const rows = q.length / width;
         const out = device.createBuffer({ size: rows * width * 4, usage: STORAGE_USAGE });
         const got = await run(
-          (rec) => kernels(set).attention(rec, upload(q), upload(keys), upload(values), out, { n, start, past, capacity, numHeads, numKvHeads, headDim, qStride: width }),
+          (rec) => kernels(set).attention(rec, upload(q), wholeLayer(upload(keys), numKvHeads), wholeLayer(upload(values), numKvHeads), out, { n, start, past, capacity, numHeads, numKvHeads, headDim, qStride: width }),
           out,
           rows * width,
         );
         expect(relErr(got.subarray(start * width, (start + n) * width), want.subarray(start * width, (start + n) * width))).toBeLessThan(2e-6);
       });
     }
+  }
+});
+
+describe('kernels over weights and cache layers cut into blocks (each its own buffer, as past one storage binding)', () => {
+  // A split must not change a single bit: each output is the same sum whichever block holds its row.
+  for (const set of ['register-blocked', 'tiled'] as const) {
+    it(`${set}: a matmul over row blocks (with bias) equals the one-block matmul bit for bit`, async () => {
+      for (const [rows, inDim, outDim, sizes] of [[1, 16, 70, [32, 32, 6]], [5, 12, 40, [8, 32]], [33, 7, 13, [5, 8]]] as const) {
+        const x = upload(wave(rows * inDim, 1.3, rows));
+        const w = wave(inDim * outDim, 0.7, inDim);
+        const bias = upload(Float32Array.from({ length: outDim }, (_, i) => i / 5 - 2));
+        const y = () => device.createBuffer({ size: Math.ceil((rows * outDim) / 4) * 16, usage: STORAGE_USAGE });
+        const whole = y();
+        const split = y();
+        const a = await run((rec) => kernels(set).matmul(rec, x, rows, blockMatrix(w, inDim, [outDim]), whole, bias), whole, rows * outDim);
+        const b = await run((rec) => kernels(set).matmul(rec, x, rows, blockMatrix(w, inDim, sizes), split, bias), split, rows * outDim);
+        expect(relErr(a, b), `${rows}×${inDim} → ${outDim} in ${sizes.join('+')}`).toBe(0);
+        const want = new Float32Array(rows * outDim);
+        matmul(wave(rows * inDim, 1.3, rows), rows, inDim, w, outDim, want, Float32Array.from({ length: outDim }, (_, i) => i / 5 - 2));
+        expect(relErr(b, want)).toBeLessThan(2e-6);
+      }
+    });
+  }
+
+  it('the embedding gather over row blocks writes each token once, from the block holding its id', async () => {
+    const vocab = 37;
+    const hidden = 8;
+    const table = wave(vocab * hidden, 0.41);
+    const ids = Uint32Array.from([0, 36, 5, 12, 13, 12, 30]);
+    const x = device.createBuffer({ size: ids.length * hidden * 4, usage: STORAGE_USAGE });
+    const got = await run((rec) => kernels().embed(rec, upload(ids), blockMatrix(table, hidden, [13, 13, 11]), x, ids.length), x, ids.length * hidden);
+    const want = new Float32Array(ids.length * hidden);
+    ids.forEach((id, t) => want.set(table.subarray(id * hidden, (id + 1) * hidden), t * hidden));
+    expect(Array.from(got)).toEqual(Array.from(want));
+  });
+
+  for (const set of ['register-blocked', 'tiled'] as const) {
+    it(`${set}: attention and the cache write over a layer cut into head blocks equal the one-block run bit for bit (GQA 6/3)`, async () => {
+      const [numHeads, numKvHeads, headDim, n, past, capacity] = [6, 3, 8, 3, 5, 12];
+      const qkvDim = (numHeads + 2 * numKvHeads) * headDim;
+      const qkv = upload(wave(n * qkvDim, 0.53));
+      const perHead = capacity * headDim;
+      const cacheData = wave(numKvHeads * perHead, 0.29, 1);
+      const results: Float32Array[] = [];
+      const layers: Float32Array[] = [];
+      for (const sizes of [[3], [1, 2], [1, 1, 1]]) {
+        const keys = blockLayer(cacheData, perHead, sizes);
+        const values = blockLayer(cacheData.map((v) => -v), perHead, sizes);
+        const out = device.createBuffer({ size: n * numHeads * headDim * 4, usage: STORAGE_USAGE });
+        const shape = { n, start: 0, past, capacity };
+        results.push(
+          await run(
+            (rec) => {
+              kernels(set).kvWrite(rec, qkv, keys, values, { ...shape, numKvHeads, headDim, qkvDim, qDim: numHeads * headDim });
+              kernels(set).attention(rec, qkv, keys, values, out, { ...shape, numHeads, numKvHeads, headDim, qStride: qkvDim });
+            },
+            out,
+            n * numHeads * headDim,
+          ),
+        );
+        // The keys written, head by head, whatever block holds them.
+        const layer = new Float32Array(numKvHeads * perHead);
+        for (const block of keys) layer.set(await run(() => undefined, block.buffer, block.heads * perHead), block.firstHead * perHead);
+        layers.push(layer);
+      }
+      expect(results[0]!.some((v) => v !== 0)).toBe(true);
+      for (const i of [1, 2]) {
+        expect(Array.from(results[i]!), `attention, split ${i}`).toEqual(Array.from(results[0]!));
+        expect(Array.from(layers[i]!), `written keys, split ${i}`).toEqual(Array.from(layers[0]!));
+      }
+    });
   }
 });

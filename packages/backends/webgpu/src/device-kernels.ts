@@ -1,6 +1,7 @@
 /// <reference types="@webgpu/types" />
 import type { CommandRecorder } from './command-recorder.js';
-import type { DeviceMatrix } from './device-matrix.js';
+import type { DeviceMatrix, MatrixBlock } from './device-matrix.js';
+import type { KvHeadBlock } from './gpu-kv-cache.js';
 import type { KernelSetName } from './kernel-set.js';
 import { MAX_ATTENTION_HEAD_DIM } from './kernels/attention.js';
 import { ELEMENTWISE_WORKGROUP } from './kernels/elementwise.js';
@@ -26,7 +27,9 @@ const groupsOf = (invocations: number, perGroup: number) => Math.ceil(invocation
 
 /**
  * Records each kernel with its parameters; the one place that knows each kernel's bindings and
- * grid. Buffers are float32 unless named otherwise.
+ * grid. Buffers are float32 unless named otherwise. Weights and cache layers come as blocks that
+ * each fit one storage binding ({@link DeviceMatrix}, {@link KvHeadBlock}): one dispatch per block,
+ * the same arithmetic per output whatever the split, so a split changes no result.
  */
 export class DeviceKernels {
   /** Per-query attention pipelines by head dim (the head dim is baked into the shader). */
@@ -41,27 +44,38 @@ export class DeviceKernels {
     private readonly empty: GPUBuffer,
   ) {}
 
-  /** `x[t] = embed[ids[t]]` (ids u32). */
-  embed(rec: CommandRecorder, ids: GPUBuffer, embed: GPUBuffer, x: GPUBuffer, tokens: number, hidden: number): void {
+  /** `x[t] = embed[ids[t]]` (ids u32), a dispatch per row block of the table. */
+  embed(rec: CommandRecorder, ids: GPUBuffer, embed: DeviceMatrix, x: GPUBuffer, tokens: number): void {
+    const hidden = embed.inDim;
     const count = tokens * hidden;
-    rec.dispatch(this.pipelines.embed, [count, hidden], [ids, embed, x], groupsOf(count, ELEMENTWISE_WORKGROUP));
+    for (const b of embed.blocks) {
+      rec.dispatch(this.pipelines.embed, [count, hidden, b.first, b.rows], [ids, b.buffer, x], groupsOf(count, ELEMENTWISE_WORKGROUP));
+    }
   }
 
   rmsNorm(rec: CommandRecorder, x: GPUBuffer, weight: GPUBuffer, out: GPUBuffer, rows: number, dim: number, eps: number): void {
     rec.dispatch(this.pipelines.rmsNorm, [rows, dim, { f32: eps }], [x, weight, out], rows);
   }
 
-  /** `y = x · wᵀ (+ bias)`: x `[rows][inDim]`, y `[rows][outDim]`; register-blocked needs inDim % 4 = 0, else tiled runs. */
+  /**
+   * `y = x · wᵀ (+ bias)`: x `[rows][inDim]`, y `[rows][outDim]`, a dispatch per row block of `w`
+   * (each writes its columns of y); register-blocked needs inDim % 4 = 0, else tiled runs.
+   */
   matmul(rec: CommandRecorder, x: GPUBuffer, rows: number, w: DeviceMatrix, y: GPUBuffer, bias?: GPUBuffer): void {
+    for (const block of w.blocks) this.matmulBlock(rec, x, rows, w, block, y, bias);
+  }
+
+  private matmulBlock(rec: CommandRecorder, x: GPUBuffer, rows: number, w: DeviceMatrix, block: MatrixBlock, y: GPUBuffer, bias: GPUBuffer | undefined): void {
     const b = bias ?? this.empty;
     const hasBias = bias ? 1 : 0;
-    const { inDim, outDim } = w;
+    const { inDim } = w;
+    const outDim = block.rows;
     if (this.kernelSet === 'register-blocked' && inDim % 4 === 0) {
       const blocks = Math.ceil(rows / 4) * Math.ceil(outDim / 4);
-      rec.dispatch(this.pipelines.matmulRegisterBlocked, [rows, inDim / 4, outDim, hasBias], [x, w.buffer, b, y], groupsOf(blocks, REGISTER_BLOCKED_WORKGROUP));
+      rec.dispatch(this.pipelines.matmulRegisterBlocked, [rows, inDim / 4, outDim, hasBias, w.outDim, block.first], [x, block.buffer, b, y], groupsOf(blocks, REGISTER_BLOCKED_WORKGROUP));
     } else {
       const outTiles = Math.ceil(outDim / TILE);
-      rec.dispatch(this.pipelines.matmulTiled, [rows, inDim, outDim, hasBias, outTiles], [x, w.buffer, b, y], Math.ceil(rows / TILE) * outTiles);
+      rec.dispatch(this.pipelines.matmulTiled, [rows, inDim, outDim, hasBias, outTiles, w.outDim, block.first], [x, block.buffer, b, y], Math.ceil(rows / TILE) * outTiles);
     }
   }
 
@@ -81,24 +95,30 @@ export class DeviceKernels {
   }
 
   /**
-   * Rotates cached keys at indices [start, start + count) of one layer (`[kvHead][index][headDim]`,
-   * `capacity` per head) in place, index start + k by table row `rows[k]` (u32).
+   * Rotates cached keys at indices [start, start + count) of one layer (blocks of
+   * `[kvHead][index][headDim]`, `capacity` per head) in place, index start + k by table row
+   * `rows[k]` (u32).
    */
-  rotateCacheSpan(rec: CommandRecorder, keys: GPUBuffer, cos: GPUBuffer, sin: GPUBuffer, rows: GPUBuffer, start: number, count: number, capacity: number, numKvHeads: number, headDim: number, half: number, interleaved: boolean): void {
-    const vectors = count * numKvHeads;
+  rotateCacheSpan(rec: CommandRecorder, keys: readonly KvHeadBlock[], cos: GPUBuffer, sin: GPUBuffer, rows: GPUBuffer, start: number, count: number, capacity: number, headDim: number, half: number, interleaved: boolean): void {
     const pairs = this.rotaryPairs(half);
-    rec.dispatch(
-      this.pipelines.rotary,
-      [vectors, numKvHeads, headDim, capacity * headDim, start * headDim, half, interleaved ? 1 : 0, 1, pairs],
-      [keys, cos, sin, rows],
-      groupsOf(vectors * Math.ceil(half / pairs), ELEMENTWISE_WORKGROUP),
-    );
+    for (const block of keys) {
+      const vectors = count * block.heads;
+      rec.dispatch(
+        this.pipelines.rotary,
+        [vectors, block.heads, headDim, capacity * headDim, start * headDim, half, interleaved ? 1 : 0, 1, pairs],
+        [block.buffer, cos, sin, rows],
+        groupsOf(vectors * Math.ceil(half / pairs), ELEMENTWISE_WORKGROUP),
+      );
+    }
   }
 
-  /** Writes a row's new keys and values (tokens start … start + n − 1 of `qkv`) at cache indices past …. */
-  kvWrite(rec: CommandRecorder, qkv: GPUBuffer, keys: GPUBuffer, values: GPUBuffer, s: { n: number; start: number; past: number; capacity: number; numKvHeads: number; headDim: number; qkvDim: number; qDim: number }): void {
-    const count = s.n * s.numKvHeads * s.headDim;
-    rec.dispatch(this.pipelines.kvWrite, [s.n, s.start, s.past, s.capacity, s.numKvHeads, s.headDim, s.qkvDim, s.qDim], [qkv, keys, values], groupsOf(count, ELEMENTWISE_WORKGROUP));
+  /** Writes a row's new keys and values (tokens start … start + n − 1 of `qkv`) at cache indices past …, a dispatch per head block. */
+  kvWrite(rec: CommandRecorder, qkv: GPUBuffer, keys: readonly KvHeadBlock[], values: readonly KvHeadBlock[], s: { n: number; start: number; past: number; capacity: number; numKvHeads: number; headDim: number; qkvDim: number; qDim: number }): void {
+    keys.forEach((k, i) => {
+      const count = s.n * k.heads * s.headDim;
+      const params = [s.n, s.start, s.past, s.capacity, k.heads, s.headDim, s.qkvDim, s.qDim, k.firstHead, s.numKvHeads * s.headDim];
+      rec.dispatch(this.pipelines.kvWrite, params, [qkv, k.buffer, values[i]!.buffer], groupsOf(count, ELEMENTWISE_WORKGROUP));
+    });
   }
 
   /** Pairs per rotary invocation: a whole vector on software adapters, one pair on GPUs. */
@@ -109,20 +129,27 @@ export class DeviceKernels {
   /**
    * Causal attention of one row; writes `out[start + t][head·headDim]` (row stride numHeads·headDim).
    * One invocation per query and head with the register-blocked set, a workgroup per query and head
-   * with the tiled set.
+   * with the tiled set; a dispatch per head block of the cache layer (its query heads).
    */
-  attention(rec: CommandRecorder, q: GPUBuffer, keys: GPUBuffer, values: GPUBuffer, out: GPUBuffer, s: AttentionShape): void {
-    const params = [s.n, s.start, s.past, s.capacity, s.numHeads, s.numHeads / s.numKvHeads, s.headDim, s.qStride, s.numHeads * s.headDim, { f32: 1 / Math.sqrt(s.headDim) }];
-    if (this.kernelSet === 'register-blocked' && s.headDim % 4 === 0 && s.qStride % 4 === 0 && s.headDim <= MAX_ATTENTION_HEAD_DIM) {
-      let pipeline = this.attentionByHeadDim.get(s.headDim);
-      if (!pipeline) {
-        pipeline = attentionPerQueryPipeline(this.device, s.headDim);
-        this.attentionByHeadDim.set(s.headDim, pipeline);
-      }
-      rec.dispatch(pipeline, params, [q, keys, values, out], groupsOf(s.n * s.numHeads, 64));
-    } else {
-      rec.dispatch(this.pipelines.attentionWorkgroup, params, [q, keys, values, out], s.n * s.numHeads);
+  attention(rec: CommandRecorder, q: GPUBuffer, keys: readonly KvHeadBlock[], values: readonly KvHeadBlock[], out: GPUBuffer, s: AttentionShape): void {
+    const group = s.numHeads / s.numKvHeads;
+    const perQuery = this.kernelSet === 'register-blocked' && s.headDim % 4 === 0 && s.qStride % 4 === 0 && s.headDim <= MAX_ATTENTION_HEAD_DIM;
+    const pipeline = perQuery ? this.perQueryAttention(s.headDim) : this.pipelines.attentionWorkgroup;
+    keys.forEach((k, i) => {
+      const heads = k.heads * group;
+      const params = [s.n, s.start, s.past, s.capacity, heads, group, s.headDim, s.qStride, s.numHeads * s.headDim, { f32: 1 / Math.sqrt(s.headDim) }, k.firstHead * group];
+      const bindings = [q, k.buffer, values[i]!.buffer, out];
+      rec.dispatch(pipeline, params, bindings, perQuery ? groupsOf(s.n * heads, 64) : s.n * heads);
+    });
+  }
+
+  private perQueryAttention(headDim: number): GPUComputePipeline {
+    let pipeline = this.attentionByHeadDim.get(headDim);
+    if (!pipeline) {
+      pipeline = attentionPerQueryPipeline(this.device, headDim);
+      this.attentionByHeadDim.set(headDim, pipeline);
     }
+    return pipeline;
   }
 
   /** `act = up ⊙ silu(gate)` from `[row][gate | up]`. */

@@ -28,13 +28,16 @@ interface DeviceRows {
  * backend's values: `Math.fround(p·ω_to) − Math.fround(p·ω_from)` per pair) and uploaded once;
  * later calls upload only new rows. `prepare` does that ahead of the crossing. The device copy is
  * the core cache's mirror of the move, so it is matched and evicted with the CPU rows: at most
- * `maxEntries` moves are kept, least recently used freed first.
+ * `maxEntries` moves are kept, least recently used freed first. Every table fits one storage
+ * binding of `maxBindingBytes`: a move is memoised only for the positions that fit
+ * ({@link maxRows}), and the caller rotates longer spans in pieces of that many keys.
  */
 export class GpuRerotationTables {
   private readonly cpu: RerotationTableCache<DeviceRows>;
 
   constructor(
     private readonly device: GPUDevice,
+    private readonly maxBindingBytes: number,
     maxEntries = 8,
   ) {
     this.cpu = new RerotationTableCache<DeviceRows>(maxEntries, (d) => {
@@ -43,9 +46,15 @@ export class GpuRerotationTables {
     });
   }
 
-  /** Uploads rows [0, count) of a move now (rows already there are kept). */
+  /** Table rows (of `half` pairs) one binding holds: the most keys one rotation dispatch may take. */
+  maxRows(half: number): number {
+    return Math.max(1, Math.floor(this.maxBindingBytes / (4 * Math.max(1, half))));
+  }
+
+  /** Uploads rows [0, count) of a move now (rows already there are kept), at most {@link maxRows}. */
   prepare(from: RopeRegime, to: RopeRegime, count: number, precision: AnglePrecision): void {
-    if (count > 0) this.entry(from, to, count, precision);
+    const rows = Math.min(count, this.maxRows(to.invFreq.length));
+    if (rows > 0) this.entry(from, to, rows, precision);
   }
 
   /** Rows uploaded for a move (0 if none). */
@@ -55,13 +64,14 @@ export class GpuRerotationTables {
 
   /**
    * Tables to rotate keys at `positions` from `from` to `to`. Dense position sets (the usual
-   * 0 … n−1) use the memoised rows indexed by position; a few far positions get fresh tables of
-   * just those positions (`memoise` false: schedules whose moves never come back, dynamic NTK).
+   * 0 … n−1) use the memoised rows indexed by position; a few far positions, or positions past what
+   * one binding of rows holds, get fresh tables of just those positions (`memoise` false: schedules
+   * whose moves never come back, dynamic NTK). `positions` must be at most {@link maxRows} long.
    */
   forPositions(from: RopeRegime, to: RopeRegime, positions: Int32Array, precision: AnglePrecision, memoise: boolean): DeviceRerotationTables {
     let max = -1;
     for (let k = 0; k < positions.length; k++) if (positions[k]! > max) max = positions[k]!;
-    if (memoise && max < 2 * positions.length + 64) {
+    if (memoise && max < 2 * positions.length + 64 && max < this.maxRows(to.invFreq.length)) {
       const e = this.entry(from, to, max + 1, precision);
       const rows = this.upload(new Uint32Array(positions.buffer, positions.byteOffset, positions.length));
       return { cos: e.cos, sin: e.sin, rows, temporary: [rows] };
@@ -83,8 +93,8 @@ export class GpuRerotationTables {
     const half = cpu.half;
     let d = this.cpu.mirror(from, to, precision);
     if (!d || d.capacity < count) {
-      // Room doubles, so growing a row at a time re-uploads O(n) rows in all.
-      const capacity = Math.max(count, 2 * (d?.capacity ?? 0));
+      // Room doubles, so growing a row at a time re-uploads O(n) rows in all (up to one binding).
+      const capacity = Math.min(this.maxRows(half), Math.max(count, 2 * (d?.capacity ?? 0)));
       const size = Math.max(16, capacity * half * 4);
       d = {
         cos: this.device.createBuffer({ size, usage: BufferUsage.STORAGE | BufferUsage.COPY_DST }),

@@ -6,7 +6,9 @@
  * `GPUDevice` (or let the backend ask `navigator.gpu`); Node uses `@ropeswitch/backend-webgpu/node`.
  */
 export { WebGpuBackend, type WebGpuBackendOptions } from './webgpu-backend.js';
-export { GpuKvCache, type GpuCacheHost } from './gpu-kv-cache.js';
+export { GpuKvCache, type GpuCacheHost, type KvHeadBlock } from './gpu-kv-cache.js';
+export type { DeviceMatrix, MatrixBlock } from './device-matrix.js';
+export type { PassLimits } from './forward-passes.js';
 export { readLayerKeys, readLayerValues } from './read-layer.js';
 export { type KernelSetName, type AdapterFacts, adapterFacts, describeAdapter, chooseKernelSet } from './kernel-set.js';
 export { raisedLimits } from './device-limits.js';

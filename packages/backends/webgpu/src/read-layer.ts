@@ -1,7 +1,7 @@
 /// <reference types="@webgpu/types" />
 import { CacheError, type KvCache } from '@ropeswitch/core';
 import { BufferUsage, MapMode } from './gpu-flags.js';
-import { GpuKvCache } from './gpu-kv-cache.js';
+import { GpuKvCache, type KvHeadBlock, headAt } from './gpu-kv-cache.js';
 
 /**
  * Reads the keys of one layer of a WebGPU cache back to the CPU, `[kvHead][index][headDim]` over
@@ -19,7 +19,7 @@ export function readLayerValues(cache: KvCache, layer: number): Promise<Float32A
   return readHeads(c, c.values(layer));
 }
 
-async function readHeads(cache: GpuKvCache, buffer: GPUBuffer): Promise<Float32Array> {
+async function readHeads(cache: GpuKvCache, blocks: readonly KvHeadBlock[]): Promise<Float32Array> {
   const { numKvHeads, headDim } = cache.layout;
   const n = cache.length;
   const bytes = n * headDim * 4;
@@ -28,7 +28,10 @@ async function readHeads(cache: GpuKvCache, buffer: GPUBuffer): Promise<Float32A
   const staging = device.createBuffer({ size: numKvHeads * bytes, usage: BufferUsage.MAP_READ | BufferUsage.COPY_DST });
   try {
     const encoder = device.createCommandEncoder();
-    for (let h = 0; h < numKvHeads; h++) encoder.copyBufferToBuffer(buffer, h * cache.capacity * headDim * 4, staging, h * bytes, bytes);
+    for (let h = 0; h < numKvHeads; h++) {
+      const at = headAt(blocks, h, cache.capacity * headDim * 4);
+      encoder.copyBufferToBuffer(at.buffer, at.offset, staging, h * bytes, bytes);
+    }
     device.queue.submit([encoder.finish()]);
     await staging.mapAsync(MapMode.READ);
     return new Float32Array(staging.getMappedRange().slice(0));

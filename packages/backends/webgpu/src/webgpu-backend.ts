@@ -19,6 +19,7 @@ import {
 import { CommandRecorder } from './command-recorder.js';
 import { checkDeviceLimits, raisedLimits } from './device-limits.js';
 import { DeviceKernels } from './device-kernels.js';
+import { type ForwardPass, type PassLimits, passLimits, planPasses } from './forward-passes.js';
 import { BufferUsage, MapMode, STORAGE_USAGE } from './gpu-flags.js';
 import { GpuKvCache } from './gpu-kv-cache.js';
 import { GpuRerotationTables } from './gpu-rerotation-tables.js';
@@ -46,6 +47,12 @@ export interface WebGpuBackendOptions {
   readonly software?: boolean;
   /** Whether {@link WebGpuBackend.dispose} destroys the device (default: only a device the backend requested itself). */
   readonly destroyDeviceOnDispose?: boolean;
+  /**
+   * Bytes one storage binding may span, at most the device's `maxStorageBufferBindingSize` and
+   * `maxBufferSize` (the default). A lower value makes the backend cut weights, caches and forwards
+   * as a device with that limit would: for tests, or to keep every buffer small.
+   */
+  readonly maxBindingBytes?: number;
 }
 
 /** Per-forward activations, reused while big enough: `[token][…]` over every row's new tokens. */
@@ -81,13 +88,21 @@ export class WebGpuBackend implements Backend {
   readonly kernelSet: KernelSetName;
   /** Bytes of weights on the device. */
   readonly weightBytes: number;
+  /** Bytes one storage binding spans here: every weight block, cache block and activation fits in it. */
+  readonly maxBindingBytes: number;
+  /**
+   * Buffers each weight matrix was cut into, by tensor name: 1 where the matrix fits one binding,
+   * more for those past it (Phi-3's embedding and LM head on a 128 MiB binding: 3).
+   */
+  readonly matrixBlocks: ReadonlyMap<string, number>;
+  /** New tokens and logits rows one pass over the layers holds; a forward with more runs several passes. */
+  readonly passLimits: PassLimits;
   private weights: GpuDecoderWeights | undefined;
   private activations: Activations | undefined;
   private lostReason: string | undefined;
   /** Rerotation cos/sin per move, on the device; none for schedules with a new regime every step. */
   private readonly tables: GpuRerotationTables;
   private readonly memoiseTables: boolean;
-  private readonly maxBindingBytes: number;
 
   private constructor(
     readonly config: ModelConfig,
@@ -99,15 +114,19 @@ export class WebGpuBackend implements Backend {
     description: string,
     anglePrecision: AnglePrecision,
     private readonly destroyDevice: boolean,
+    maxBindingBytes: number,
+    limits: PassLimits,
   ) {
     this.weights = weights;
     this.weightBytes = weights.byteLength;
+    this.matrixBlocks = weights.matrixBlocks;
+    this.maxBindingBytes = maxBindingBytes;
+    this.passLimits = limits;
     this.kernelSet = kernels.kernelSet;
     this.deviceDescription = `${description}, ${kernels.kernelSet} kernels`;
     this.capabilities = { cacheLocation: 'gpu', maxRows: Infinity, rerotateKeys: true, anglePrecision };
-    this.tables = new GpuRerotationTables(device);
+    this.tables = new GpuRerotationTables(device, maxBindingBytes);
     this.memoiseTables = !createRopeSchedule(config.rope).changesEveryStep;
-    this.maxBindingBytes = Math.min(device.limits.maxStorageBufferBindingSize, device.limits.maxBufferSize);
     void device.lost.then((info) => {
       this.lostReason = info.message || info.reason || 'unknown reason';
     });
@@ -117,7 +136,10 @@ export class WebGpuBackend implements Backend {
    * Compiles the kernels and uploads the weights. `weights` is read here only; the caller may close
    * it once the promise resolves.
    * @throws BackendError `'no-webgpu'` without `options.device` where `navigator.gpu` is missing or
-   * finds no adapter; `'unsupported-model'` for shapes the kernels do not handle; `'device-limits'`.
+   * finds no adapter; `'unsupported-model'` for shapes the kernels do not handle; `'device-limits'`;
+   * `'tensor-too-large'` when something that cannot be split (one row of a matrix, one token's
+   * activations, one row of logits) exceeds one storage binding, naming it and both sizes;
+   * `'out-of-memory'` when the device cannot hold the weights.
    * @throws WeightsError for a missing or misshapen tensor.
    */
   static async create(config: ModelConfig, weights: WeightSource, options: WebGpuBackendOptions = {}): Promise<WebGpuBackend> {
@@ -144,7 +166,16 @@ export class WebGpuBackend implements Backend {
       description ??= describeAdapter(facts);
       software ??= facts.software;
     }
-    checkDeviceLimits(device);
+    let maxBindingBytes: number;
+    let limits: PassLimits;
+    try {
+      checkDeviceLimits(device);
+      maxBindingBytes = bindingBytes(device, options.maxBindingBytes);
+      limits = passLimits(config, maxBindingBytes);
+    } catch (error) {
+      if (owned) device.destroy();
+      throw error;
+    }
     const facts = adapterFacts((device as { adapterInfo?: GPUAdapterInfo }).adapterInfo);
     description ??= describeAdapter(facts);
     software ??= facts.software;
@@ -156,12 +187,21 @@ export class WebGpuBackend implements Backend {
     const empty = device.createBuffer({ size: 16, usage: BufferUsage.STORAGE });
     const kernels = new DeviceKernels(device, pipelines, kernelSet, empty);
     let uploaded: GpuDecoderWeights;
+    device.pushErrorScope('out-of-memory');
     try {
-      uploaded = uploadDecoderWeights(device, config, weights);
+      uploaded = uploadDecoderWeights(device, config, weights, maxBindingBytes);
     } catch (error) {
+      void device.popErrorScope();
       empty.destroy();
       if (owned) device.destroy();
       throw error;
+    }
+    const memory = await device.popErrorScope();
+    if (memory) {
+      for (const b of uploaded.buffers) b.destroy();
+      empty.destroy();
+      if (owned) device.destroy();
+      throw new BackendError('out-of-memory', `the device could not hold the weights (${uploaded.byteLength} bytes): ${memory.message}`);
     }
     return new WebGpuBackend(
       config,
@@ -172,6 +212,8 @@ export class WebGpuBackend implements Backend {
       description,
       options.anglePrecision ?? 'float32',
       options.destroyDeviceOnDispose ?? owned,
+      maxBindingBytes,
+      limits,
     );
   }
 
@@ -186,93 +228,32 @@ export class WebGpuBackend implements Backend {
     validateForwardRequest(this.config, this.capabilities, request);
     request.signal?.throwIfAborted();
     const c = this.config;
-    const { hiddenSize: H, intermediateSize: I, numHeads, numKvHeads, headDim, rmsNormEps: eps, vocabSize: V } = c;
-    const qDim = numHeads * headDim;
-    const kvDim = numKvHeads * headDim;
-    const qkvDim = qDim + 2 * kvDim;
-    const half = c.rope.rotaryDim / 2;
-    const interleaved = c.rope.pairing === 'interleaved';
-
+    const V = c.vocabSize;
     const caches = request.rows.map((row, r) => this.ownCache(row.cache, r));
-    const starts: number[] = [];
-    let total = 0;
-    let logitRows = 0;
     let longest = 0;
     request.rows.forEach((row, r) => {
-      starts.push(total);
-      total += row.tokens.length;
-      logitRows += row.logits ?? 1;
       longest = Math.max(longest, caches[r]!.length + row.tokens.length);
     });
     // Sliding-window attention (Mistral, some Qwen2) is not implemented: refuse rather than differ.
     if (c.slidingWindow !== undefined && longest > c.slidingWindow) {
       throw new BackendError('sliding-window', `a sequence of ${longest} tokens exceeds the model's sliding window (${c.slidingWindow}), which the WebGPU backend does not implement`);
     }
-    const widest = Math.max(qkvDim, 2 * I, H, qDim) * 4;
-    if (total * widest > this.maxBindingBytes || logitRows * V * 4 > this.maxBindingBytes) {
-      throw new BackendError('too-many-tokens', `${total} tokens in one forward need ${total * widest} bytes of activations, over this device's maxStorageBufferBindingSize (${this.maxBindingBytes}); prefill in chunks (Session prefill's chunkSize)`);
-    }
     for (let r = 0; r < caches.length; r++) caches[r]!.reserve(request.rows[r]!.tokens.length);
-
-    const ids = new Uint32Array(total);
-    const cos = new Float32Array(Math.max(1, total * half));
-    const sin = new Float32Array(Math.max(1, total * half));
-    request.rows.forEach((row, r) => {
-      for (let t = 0; t < row.tokens.length; t++) ids[starts[r]! + t] = row.tokens[t]!;
-      const tables = rotaryTables(row.regime, row.positions, this.capabilities.anglePrecision);
-      cos.set(tables.cos, starts[r]! * half);
-      sin.set(tables.sin, starts[r]! * half);
-    });
+    // More tokens or logits rows than one binding holds run as several passes, in order.
+    const passes = planPasses(request.rows.map((row) => ({ tokens: row.tokens.length, logits: row.logits ?? 1 })), this.passLimits);
 
     const device = this.device;
     device.pushErrorScope('out-of-memory');
     device.pushErrorScope('validation');
-    const a = this.activationsFor(total);
-    const temporary = [this.upload(ids), this.upload(cos), this.upload(sin)];
-    const [idBuf, cosBuf, sinBuf] = temporary as [GPUBuffer, GPUBuffer, GPUBuffer];
-    const finalIn = logitRows > 0 ? this.storage(logitRows * H) : undefined;
-    const finalNormed = logitRows > 0 ? this.storage(logitRows * H) : undefined;
-    const logits = logitRows > 0 ? this.storage(logitRows * V) : undefined;
-    const readback = logitRows > 0 ? device.createBuffer({ size: logitRows * V * 4, usage: BufferUsage.MAP_READ | BufferUsage.COPY_DST }) : undefined;
-    for (const b of [finalIn, finalNormed, logits, readback]) if (b) temporary.push(b);
+    const temporary: GPUBuffer[] = [];
+    const readbacks: { buffer: GPUBuffer; rows: number }[] = [];
     let recordError: unknown;
     try {
-      const k = this.kernels;
       const rec = new CommandRecorder(device);
-      k.embed(rec, idBuf, w.embed, a.x, total, H);
-      for (let l = 0; l < w.layers.length; l++) {
-        request.signal?.throwIfAborted();
-        const lw = w.layers[l]!;
-        k.rmsNorm(rec, a.x, lw.inputNorm, a.xn, total, H, eps);
-        k.matmul(rec, a.xn, total, lw.qkv, a.qkv, lw.qkvBias);
-        k.rotaryHeads(rec, a.qkv, cosBuf, sinBuf, total, numHeads + numKvHeads, headDim, half, qkvDim, interleaved);
-        request.rows.forEach((row, r) => {
-          const cache = caches[r]!;
-          const shape = { n: row.tokens.length, start: starts[r]!, past: cache.length, capacity: cache.capacity };
-          k.kvWrite(rec, a.qkv, cache.keys(l), cache.values(l), { ...shape, numKvHeads, headDim, qkvDim, qDim });
-          k.attention(rec, a.qkv, cache.keys(l), cache.values(l), a.attn, { ...shape, numHeads, numKvHeads, headDim, qStride: qkvDim });
-        });
-        k.matmul(rec, a.attn, total, lw.o, a.proj);
-        k.add(rec, a.x, a.proj, total * H);
-        k.rmsNorm(rec, a.x, lw.postAttentionNorm, a.xn, total, H, eps);
-        k.matmul(rec, a.xn, total, lw.gateUp, a.gateUp, lw.gateUpBias);
-        k.swiglu(rec, a.gateUp, a.act, total, I);
-        k.matmul(rec, a.act, total, lw.down, a.proj, lw.downBias);
-        k.add(rec, a.x, a.proj, total * H);
-      }
-      request.signal?.throwIfAborted();
-      if (finalIn && finalNormed && logits && readback) {
-        // Only the requested rows go through the final norm and the lm head.
-        let at = 0;
-        request.rows.forEach((row, r) => {
-          const count = row.logits ?? 1;
-          const first = starts[r]! + row.tokens.length - count;
-          rec.copy(a.x, first * H * 4, finalIn, at * H * 4, count * H * 4);
-          at += count;
-        });
-        k.rmsNorm(rec, finalIn, w.finalNorm, finalNormed, logitRows, H, eps);
-        k.matmul(rec, finalNormed, logitRows, w.lmHead, logits);
-        rec.copy(logits, 0, readback, 0, logitRows * V * 4);
+      const a = this.activationsFor(Math.max(...passes.map((p) => p.tokens)));
+      for (const pass of passes) {
+        const readback = this.recordPass(rec, w, a, pass, request, caches, temporary);
+        if (readback) readbacks.push({ buffer: readback, rows: pass.logitRows });
       }
       const { commands, uniforms } = rec.finish();
       if (uniforms) temporary.push(uniforms);
@@ -287,20 +268,22 @@ export class WebGpuBackend implements Backend {
       const failure = (await validation) ?? (await memory);
       if (recordError !== undefined) throw recordError;
       if (failure) throw new BackendError('gpu-error', `the WebGPU forward failed: ${failure.message}`);
-      let data: Float32Array | undefined;
-      if (readback) {
-        await readback.mapAsync(MapMode.READ);
-        data = new Float32Array(readback.getMappedRange().slice(0));
-        readback.unmap();
-      } else {
-        await device.queue.onSubmittedWorkDone();
+      const logitRows = readbacks.reduce((n, b) => n + b.rows, 0);
+      const data = new Float32Array(logitRows * V);
+      let at = 0;
+      for (const b of readbacks) {
+        await b.buffer.mapAsync(MapMode.READ);
+        data.set(new Float32Array(b.buffer.getMappedRange(), 0, b.rows * V), at * V);
+        b.buffer.unmap();
+        at += b.rows;
       }
+      if (readbacks.length === 0) await device.queue.onSubmittedWorkDone();
       if (this.lostReason !== undefined) throw new BackendError('device-lost', `the WebGPU device was lost during the forward: ${this.lostReason}`);
       request.signal?.throwIfAborted();
-      let at = 0;
+      at = 0;
       const outputs: RowLogits[] = request.rows.map((row) => {
         const count = row.logits ?? 1;
-        const rowData = data ? data.slice(at * V, (at + count) * V) : new Float32Array(0);
+        const rowData = data.slice(at * V, (at + count) * V);
         at += count;
         return { count, vocabSize: V, data: rowData };
       });
@@ -308,8 +291,78 @@ export class WebGpuBackend implements Backend {
       request.rows.forEach((row, r) => caches[r]!.commit(row.tokens, row.positions, row.regime));
       return { rows: outputs };
     } finally {
-      for (const b of temporary) b.destroy();
+      for (const b of [...temporary, ...readbacks.map((r) => r.buffer)]) b.destroy();
     }
+  }
+
+  /**
+   * Records one pass: its pieces' tokens through every layer (each piece's new keys written past its
+   * cache's length plus the tokens earlier passes wrote), then the final norm and LM head of its
+   * logits rows, copied to the readback buffer it returns (none without logits rows).
+   */
+  private recordPass(rec: CommandRecorder, w: GpuDecoderWeights, a: Activations, pass: ForwardPass, request: ForwardRequest, caches: readonly GpuKvCache[], temporary: GPUBuffer[]): GPUBuffer | undefined {
+    const c = this.config;
+    const { hiddenSize: H, intermediateSize: I, numHeads, numKvHeads, headDim, rmsNormEps: eps, vocabSize: V } = c;
+    const qDim = numHeads * headDim;
+    const qkvDim = qDim + 2 * numKvHeads * headDim;
+    const half = c.rope.rotaryDim / 2;
+    const interleaved = c.rope.pairing === 'interleaved';
+    const total = pass.tokens;
+    const ids = new Uint32Array(total);
+    const cos = new Float32Array(Math.max(1, total * half));
+    const sin = new Float32Array(Math.max(1, total * half));
+    for (const piece of pass.pieces) {
+      const row = request.rows[piece.row]!;
+      const positions = Array.from({ length: piece.count }, (_, t) => row.positions[piece.from + t]!);
+      for (let t = 0; t < piece.count; t++) ids[piece.start + t] = row.tokens[piece.from + t]!;
+      const tables = rotaryTables(row.regime, positions, this.capabilities.anglePrecision);
+      cos.set(tables.cos, piece.start * half);
+      sin.set(tables.sin, piece.start * half);
+    }
+    const uploads = [this.upload(ids), this.upload(cos), this.upload(sin)];
+    temporary.push(...uploads);
+    const [idBuf, cosBuf, sinBuf] = uploads as [GPUBuffer, GPUBuffer, GPUBuffer];
+    const k = this.kernels;
+    k.embed(rec, idBuf, w.embed, a.x, total);
+    for (let l = 0; l < w.layers.length; l++) {
+      request.signal?.throwIfAborted();
+      const lw = w.layers[l]!;
+      k.rmsNorm(rec, a.x, lw.inputNorm, a.xn, total, H, eps);
+      k.matmul(rec, a.xn, total, lw.qkv, a.qkv, lw.qkvBias);
+      k.rotaryHeads(rec, a.qkv, cosBuf, sinBuf, total, numHeads + numKvHeads, headDim, half, qkvDim, interleaved);
+      for (const piece of pass.pieces) {
+        const cache = caches[piece.row]!;
+        const shape = { n: piece.count, start: piece.start, past: cache.length + piece.from, capacity: cache.capacity };
+        k.kvWrite(rec, a.qkv, cache.keys(l), cache.values(l), { ...shape, numKvHeads, headDim, qkvDim, qDim });
+        k.attention(rec, a.qkv, cache.keys(l), cache.values(l), a.attn, { ...shape, numHeads, numKvHeads, headDim, qStride: qkvDim });
+      }
+      k.matmul(rec, a.attn, total, lw.o, a.proj);
+      k.add(rec, a.x, a.proj, total * H);
+      k.rmsNorm(rec, a.x, lw.postAttentionNorm, a.xn, total, H, eps);
+      k.matmul(rec, a.xn, total, lw.gateUp, a.gateUp, lw.gateUpBias);
+      k.swiglu(rec, a.gateUp, a.act, total, I);
+      k.matmul(rec, a.act, total, lw.down, a.proj, lw.downBias);
+      k.add(rec, a.x, a.proj, total * H);
+    }
+    request.signal?.throwIfAborted();
+    const logitRows = pass.logitRows;
+    if (logitRows === 0) return undefined;
+    const finalIn = this.storage(logitRows * H);
+    const finalNormed = this.storage(logitRows * H);
+    const logits = this.storage(logitRows * V);
+    const readback = this.device.createBuffer({ size: logitRows * V * 4, usage: BufferUsage.MAP_READ | BufferUsage.COPY_DST });
+    temporary.push(finalIn, finalNormed, logits);
+    // Only the requested rows go through the final norm and the lm head.
+    let at = 0;
+    for (const piece of pass.pieces) {
+      const first = piece.start + piece.count - piece.logits;
+      rec.copy(a.x, first * H * 4, finalIn, at * H * 4, piece.logits * H * 4);
+      at += piece.logits;
+    }
+    k.rmsNorm(rec, finalIn, w.finalNorm, finalNormed, logitRows, H, eps);
+    k.matmul(rec, finalNormed, logitRows, w.lmHead, logits);
+    rec.copy(logits, 0, readback, 0, logitRows * V * 4);
+    return readback;
   }
 
   async rerotateKeys(cache: KvCache, to: RopeRegime): Promise<void> {
@@ -324,8 +377,10 @@ export class WebGpuBackend implements Backend {
       }
     }
     const positions = c.positions();
-    const { numLayers, numKvHeads, headDim } = c.layout;
+    const { numLayers, headDim } = c.layout;
     const interleaved = this.config.rope.pairing === 'interleaved';
+    // A span's table rows are bound whole: longer spans go in pieces of what one binding holds.
+    const piece = this.tables.maxRows(pairs);
     const device = this.device;
     const rec = new CommandRecorder(device);
     const temporary: GPUBuffer[] = [];
@@ -334,10 +389,13 @@ export class WebGpuBackend implements Backend {
     try {
       for (const span of c.regimeSpans()) {
         if (span.regime.id === to.id) continue;
-        const t = this.tables.forPositions(span.regime, to, positions.subarray(span.start, span.end), this.capabilities.anglePrecision, this.memoiseTables);
-        temporary.push(...t.temporary);
-        for (let l = 0; l < numLayers; l++) {
-          this.kernels.rotateCacheSpan(rec, c.keys(l), t.cos, t.sin, t.rows, span.start, span.end - span.start, c.capacity, numKvHeads, headDim, pairs, interleaved);
+        for (let start = span.start; start < span.end; start += piece) {
+          const end = Math.min(span.end, start + piece);
+          const t = this.tables.forPositions(span.regime, to, positions.subarray(start, end), this.capabilities.anglePrecision, this.memoiseTables);
+          temporary.push(...t.temporary);
+          for (let l = 0; l < numLayers; l++) {
+            this.kernels.rotateCacheSpan(rec, c.keys(l), t.cos, t.sin, t.rows, start, end - start, c.capacity, headDim, pairs, interleaved);
+          }
         }
       }
       const { commands, uniforms } = rec.finish();
@@ -409,10 +467,9 @@ export class WebGpuBackend implements Backend {
     const { hiddenSize: H, intermediateSize: I, numHeads, numKvHeads, headDim } = this.config;
     const qDim = numHeads * headDim;
     const qkvDim = qDim + 2 * numKvHeads * headDim;
-    // Room doubles (from 16 tokens) so a growing prompt reallocates rarely, up to the binding limit
-    // (forward checked that `tokens` fit).
-    const fit = Math.floor(this.maxBindingBytes / 4 / Math.max(qkvDim, 2 * I, H));
-    const n = Math.max(tokens, Math.min(fit, Math.max(16, 2 * (have?.tokens ?? 0))));
+    // Room doubles (from 16 tokens) so a growing prompt reallocates rarely, up to what one pass holds
+    // (the forward's passes never hold more).
+    const n = Math.max(tokens, Math.min(this.passLimits.tokens, Math.max(16, 2 * (have?.tokens ?? 0))));
     const a: Activations = {
       tokens: n,
       x: this.storage(n * H),
@@ -438,6 +495,7 @@ export class WebGpuBackend implements Backend {
     return this.device.createBuffer({ size: Math.max(16, Math.ceil(elements / 4) * 16), usage: STORAGE_USAGE });
   }
 
+  /** A buffer of `data`; callers keep it within one binding (a pass's tokens, its tables). */
   private upload(data: Float32Array | Uint32Array): GPUBuffer {
     const buffer = this.device.createBuffer({ size: Math.max(16, Math.ceil(data.byteLength / 16) * 16), usage: STORAGE_USAGE, mappedAtCreation: true });
     const range = buffer.getMappedRange();
@@ -446,4 +504,18 @@ export class WebGpuBackend implements Backend {
     buffer.unmap();
     return buffer;
   }
+}
+
+/**
+ * The binding size the backend plans with: the device's `maxStorageBufferBindingSize` (no buffer
+ * may be larger than `maxBufferSize` either), or the lower `requested` one, rounded down to 16
+ * bytes (every buffer's size is a multiple of 16).
+ * @throws BackendError `'bad-option'` for a requested size that is not an integer of at least 16.
+ */
+function bindingBytes(device: GPUDevice, requested: number | undefined): number {
+  if (requested !== undefined && (!Number.isSafeInteger(requested) || requested < 16)) {
+    throw new BackendError('bad-option', `maxBindingBytes must be an integer of at least 16 bytes, got ${requested}`);
+  }
+  const device_ = Math.min(device.limits.maxStorageBufferBindingSize, device.limits.maxBufferSize);
+  return Math.floor(Math.min(device_, requested ?? device_) / 16) * 16;
 }

@@ -12,11 +12,13 @@ export const MAX_ATTENTION_HEAD_DIM = 256;
  * GPUs (the `tiled` kernel set).
  *
  * q: rows of the `[token][q | k | v]` projection (stride `qStride`), heads `[head][headDim]`, from
- * token `start`; keys/values: one cache layer `[kvHead][index][headDim]`; out: `[token][head·headDim]`.
+ * token `start`; keys/values: one block of a cache layer, `[kvHead][index][headDim]` for the KV heads
+ * of query heads `[headBase, headBase + heads)` (the whole layer when it fits one binding);
+ * out: `[token][head·headDim]`.
  */
 export const ATTENTION_WORKGROUP_WGSL = /* wgsl */ `
 ${LINEAR_WORKGROUP}
-struct Params { n: u32, start: u32, past: u32, capacity: u32, numHeads: u32, group: u32, headDim: u32, qStride: u32, outStride: u32, scale: f32 }
+struct Params { n: u32, start: u32, past: u32, capacity: u32, heads: u32, group: u32, headDim: u32, qStride: u32, outStride: u32, scale: f32, headBase: u32 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> q: array<f32>;
 @group(0) @binding(2) var<storage, read> keys: array<f32>;
@@ -28,10 +30,10 @@ var<workgroup> scores: array<f32, 64>;
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
   let id = linearWorkgroup(wid, nwg);
-  if (id >= p.n * p.numHeads) { return; }
-  let t = id / p.numHeads;
-  let h = id % p.numHeads;
-  let kvBase = (h / p.group) * p.capacity * p.headDim;
+  if (id >= p.n * p.heads) { return; }
+  let t = id / p.heads;
+  let h = p.headBase + id % p.heads;
+  let kvBase = ((id % p.heads) / p.group) * p.capacity * p.headDim;
   let qOff = (p.start + t) * p.qStride + h * p.headDim;
   for (var d = lid; d < p.headDim; d += 64u) { qs[d] = q[qOff + d]; }
   workgroupBarrier();
@@ -96,7 +98,7 @@ export function attentionPerQueryWgsl(headDim: number): string {
   return /* wgsl */ `
 ${LINEAR_WORKGROUP}
 const D4 = ${headDim / 4}u;
-struct Params { n: u32, start: u32, past: u32, capacity: u32, numHeads: u32, group: u32, headDim: u32, qStride: u32, outStride: u32, scale: f32 }
+struct Params { n: u32, start: u32, past: u32, capacity: u32, heads: u32, group: u32, headDim: u32, qStride: u32, outStride: u32, scale: f32, headBase: u32 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> q: array<vec4f>;
 @group(0) @binding(2) var<storage, read> keys: array<vec4f>;
@@ -106,11 +108,11 @@ struct Params { n: u32, start: u32, past: u32, capacity: u32, numHeads: u32, gro
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
   let id = linearWorkgroup(wid, nwg) * 64u + lid;
-  if (id >= p.n * p.numHeads) { return; }
-  let t = id / p.numHeads;
-  let h = id % p.numHeads;
+  if (id >= p.n * p.heads) { return; }
+  let t = id / p.heads;
+  let h = p.headBase + id % p.heads;
   // Offsets in vec4 units.
-  let kvBase = (h / p.group) * p.capacity * D4;
+  let kvBase = ((id % p.heads) / p.group) * p.capacity * D4;
   let qOff = ((p.start + t) * p.qStride + h * p.headDim) / 4u;
   var qv: array<vec4f, D4>;
   var acc: array<vec4f, D4>;

@@ -2,7 +2,9 @@ import { LINEAR_WORKGROUP } from './grid.js';
 
 /**
  * `y[t][o] = Σ_k x[t][k]·w[o][k] (+ bias[o])`; x `[rows][inDim]`, w HF Linear `[outDim][inDim]`,
- * y `[rows][outDim]`; inDim must be a multiple of 4 (read as vec4).
+ * y `[rows][outDim]`; inDim must be a multiple of 4 (read as vec4). `w` may be a row block of a
+ * larger matrix: its outputs land in columns `yCol …` of rows `yStride` floats wide (bias indexed by
+ * that column); a whole matrix has `yCol = 0`, `yStride = outDim`.
  *
  * Register-blocked: each invocation keeps a 4-row × 4-output block in registers and streams both
  * operands from memory, no workgroup memory and no barriers. On a software rasteriser (llvmpipe)
@@ -11,7 +13,7 @@ import { LINEAR_WORKGROUP } from './grid.js';
  */
 export const MATMUL_REGISTER_BLOCKED_WGSL = /* wgsl */ `
 ${LINEAR_WORKGROUP}
-struct Params { rows: u32, inDim4: u32, outDim: u32, hasBias: u32 }
+struct Params { rows: u32, inDim4: u32, outDim: u32, hasBias: u32, yStride: u32, yCol: u32 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<vec4f>;
 @group(0) @binding(2) var<storage, read> w: array<vec4f>;
@@ -24,8 +26,8 @@ fn store(r: u32, o: u32, acc: vec4f) {
     let oj = o + j;
     if (oj < p.outDim) {
       var b = 0.0;
-      if (p.hasBias != 0u) { b = bias[oj]; }
-      y[r * p.outDim + oj] = acc[j] + b;
+      if (p.hasBias != 0u) { b = bias[p.yCol + oj]; }
+      y[r * p.yStride + p.yCol + oj] = acc[j] + b;
     }
   }
 }

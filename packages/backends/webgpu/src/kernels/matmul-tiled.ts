@@ -4,14 +4,14 @@ import { LINEAR_WORKGROUP } from './grid.js';
 export const TILE = 32;
 
 /**
- * The same product and layouts as the register-blocked kernel, any inDim: a workgroup of 8×8
+ * The same product, layouts and row-block parameters (`yStride`, `yCol`) as the register-blocked kernel, any inDim: a workgroup of 8×8
  * invocations computes a 32-row × 32-output tile, staging 32-wide k slices of both operands in
  * workgroup memory so each value read from memory serves 32 products; each invocation keeps a 4×4
  * block. The usual choice on real GPUs, where barriers are cheap and memory bandwidth is not.
  */
 export const MATMUL_TILED_WGSL = /* wgsl */ `
 ${LINEAR_WORKGROUP}
-struct Params { rows: u32, inDim: u32, outDim: u32, hasBias: u32, outTiles: u32 }
+struct Params { rows: u32, inDim: u32, outDim: u32, hasBias: u32, outTiles: u32, yStride: u32, yCol: u32 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read> w: array<f32>;
@@ -60,8 +60,8 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
       let o = outBase + to + j;
       if (o < p.outDim) {
         var b = 0.0;
-        if (p.hasBias != 0u) { b = bias[o]; }
-        y[r * p.outDim + o] = acc[i][j] + b;
+        if (p.hasBias != 0u) { b = bias[p.yCol + o]; }
+        y[r * p.yStride + p.yCol + o] = acc[i][j] + b;
       }
     }
   }
