@@ -22,6 +22,13 @@ interface Expectation {
 const DIVERGES = 'stale cache diverges';
 
 const EXPECTATIONS: Readonly<Record<string, Expectation>> = {
+  'reference-threads-and-weights.ts': {
+    contains: ['float32: copied 50/50, tokens as float32', 'bfloat16: copied 50/50', 'int8: copied'],
+    check: (stdout) => {
+      for (const weights of ['float32', 'bfloat16', 'float16', 'int8']) expect(stdout).toMatch(new RegExp(`${weights}: copied \\d+/50.*${weights} weights`));
+      expect(stdout).toMatch(/WebAssembly (relaxed )?SIMD/);
+    },
+  },
   'backends-side-by-side.ts': {
     contains: ['reference: copied 51/51, events shadow-start@52 shadow-swap@65', 'onnxruntime: copied 51/51', 'webgpu ('],
     check: (stdout) => {
@@ -39,6 +46,18 @@ const EXPECTATIONS: Readonly<Record<string, Expectation>> = {
       // The stale cache breaks past the crossing on this model (generated token 13 onwards).
       const stale = Number(/stale: copied (\d+)\/51/.exec(stdout)![1]);
       expect(stale).toBeLessThan(40);
+    },
+  },
+  'onnxruntime-quantized.ts': {
+    contains: [
+      'int8: exported 17 matrices as MatMulNBits (0 kept float32)',
+      'int4: reopened the cached export (exported again: false); phases verify, load',
+      'int8: copied 51/51, events shadow-start@52 shadow-swap@65',
+    ],
+    check: (stdout) => {
+      expect(stdout).toContain('phases export, load');
+      // int4 costs a little copy accuracy on this model (0.98 over 50 sequences), not the crossing.
+      expect(Number(/int4: copied (\d+)\/51/.exec(stdout)![1])).toBeGreaterThanOrEqual(48);
     },
   },
   'compose-policies.ts': {
@@ -62,6 +81,13 @@ const EXPECTATIONS: Readonly<Record<string, Expectation>> = {
       expect(stdout).not.toContain('<- differs');
       // warnOnly sees the request first, so its event comes first.
       expect(stdout.indexOf('event rope-regime-change')).toBeLessThan(stdout.indexOf('event re-prefill'));
+    },
+  },
+  'real-shape.ts': {
+    contains: ['loading 100%', 'loaded hidden 3072, 1 layer, vocab 32064', 'decoded 4 tokens'],
+    check: (stdout) => {
+      expect(Number(/wrote (\d+) shards/.exec(stdout)![1])).toBeGreaterThanOrEqual(2);
+      expect(stdout.split('\n').filter((line) => line.startsWith('  loading '))).toHaveLength(10);
     },
   },
   'rope-schedule.ts': {

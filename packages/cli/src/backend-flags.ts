@@ -1,4 +1,5 @@
-import { intOption } from './args.js';
+import { WEIGHT_DTYPES, type WeightDtype } from '@ropeswitch/backend-reference';
+import { choice, intOption } from './args.js';
 
 /**
  * Flags every command that opens a backend takes beside `--backend` / `--backends`. Each reaches
@@ -7,15 +8,31 @@ import { intOption } from './args.js';
  */
 export const BACKEND_FLAGS = {
   threads: { type: 'string' },
+  quantize: { type: 'string' },
+  weights: { type: 'string' },
 } as const;
+
+/** The backend flags as the commands' usage lines show them. */
+export const BACKEND_FLAGS_USAGE = '[--threads N] [--quantize int4|int8] [--weights float32|bfloat16|float16|int8]';
+
+/** Weight precisions `--quantize` takes (onnxruntime: `MatMulNBits` exports). */
+export const QUANTIZE_MODES = ['int4', 'int8'] as const;
 
 /** What {@link BACKEND_FLAGS} parse to. */
 export interface BackendSettings {
-  /** Compute threads (onnxruntime: `intraOpNumThreads`); absent: the backend's default. */
+  /** Compute threads (onnxruntime: `intraOpNumThreads`; reference: its worker pool, the calling thread included); absent: the backend's default. */
   readonly threads?: number;
+  /** Quantized weights (onnxruntime: an int4 / int8 export); absent: float32. */
+  readonly quantize?: (typeof QUANTIZE_MODES)[number];
+  /** How the reference backend stores its weight matrices (`float32`, `bfloat16`, `float16`, `int8`); absent: float32. */
+  readonly weights?: WeightDtype;
 }
 
 /** Parses the backend flags of a command line (`parseOptions` output). */
 export function backendSettings(o: Readonly<Record<string, string | boolean | undefined>>): BackendSettings {
-  return o.threads === undefined ? {} : { threads: intOption('threads', o.threads, 0, 1, 1024) };
+  return {
+    ...(o.threads === undefined ? {} : { threads: intOption('threads', o.threads, 0, 1, 1024) }),
+    ...(o.quantize === undefined ? {} : { quantize: choice('quantize', o.quantize, QUANTIZE_MODES, 'int4') }),
+    ...(o.weights === undefined ? {} : { weights: choice('weights', o.weights, WEIGHT_DTYPES, 'float32') }),
+  };
 }

@@ -18,15 +18,35 @@ import { type TinyModelOptions, makeTinyModel, tinyModelConfig } from './random-
 export const BACKEND_NAMES = ['reference', 'onnxruntime', 'webgpu'] as const;
 export type BackendName = (typeof BACKEND_NAMES)[number];
 
+/** Where the weights an opener gets come from. */
+interface WeightsSource {
+  /** The checkpoint folder (onnxruntime keys its export cache by its files). */
+  readonly dir: string;
+  /** Follows the weights as the backend reads them (onnxruntime: while it hashes or exports them). */
+  readonly onProgress?: (progress: LoadProgress) => void;
+}
+
 /**
  * How each backend opens a model. The ONNX Runtime and WebGPU packages load native addons, so they
  * are imported only when asked for. The weights may be closed once the returned promise settles.
  */
-const BACKEND_OPENERS: Record<BackendName, (config: ModelConfig, weights: WeightStore, settings: BackendSettings) => Promise<Backend>> = {
-  reference: async (config, weights) => new ReferenceBackend(config, weights),
-  onnxruntime: async (config, weights, settings) => {
+const BACKEND_OPENERS: Record<BackendName, (config: ModelConfig, weights: WeightStore, settings: BackendSettings, source: WeightsSource) => Promise<Backend>> = {
+  reference: async (config, weights, settings) =>
+    new ReferenceBackend(config, weights, {
+      ...(settings.threads !== undefined ? { threads: settings.threads } : {}),
+      ...(settings.weights !== undefined ? { weights: settings.weights } : {}),
+    }),
+  onnxruntime: async (config, weights, settings, source) => {
     const { OnnxRuntimeBackend } = await import('@ropeswitch/backend-onnxruntime');
-    return OnnxRuntimeBackend.open(config, weights, settings.threads !== undefined ? { threads: settings.threads } : {});
+    const onProgress = source.onProgress;
+    return OnnxRuntimeBackend.open(config, weights, {
+      checkpointDir: source.dir,
+      ...(settings.threads !== undefined ? { threads: settings.threads } : {}),
+      ...(settings.quantize !== undefined ? { quantize: settings.quantize } : {}),
+      ...(onProgress
+        ? { onProgress: (p) => p.tensor !== undefined && onProgress({ bytesRead: p.bytesDone, totalBytes: p.totalBytes, tensor: p.tensor }) }
+        : {}),
+    });
   },
   webgpu: async (config, weights) => {
     const { createNodeWebGpuBackend } = await import('@ropeswitch/backend-webgpu/node');
@@ -120,7 +140,10 @@ export interface OpenModel {
 export async function openModel(name: BackendName, modelDir: string, options: OpenModelOptions = {}): Promise<OpenModel> {
   const checkpoint = await loadCheckpoint(modelDir, options.onProgress ? { onProgress: options.onProgress } : {});
   try {
-    const backend = await BACKEND_OPENERS[name](checkpoint.config, checkpoint.weights, options.settings ?? {});
+    const backend = await BACKEND_OPENERS[name](checkpoint.config, checkpoint.weights, options.settings ?? {}, {
+      dir: modelDir,
+      ...(options.onProgress ? { onProgress: options.onProgress } : {}),
+    });
     return checkpoint.tokenizer ? { backend, tokenizer: checkpoint.tokenizer } : { backend };
   } finally {
     await checkpoint.weights.close();

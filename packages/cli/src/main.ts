@@ -18,7 +18,7 @@ const COMMANDS: Record<string, (argv: string[], io: CommandIO) => Promise<void>>
   bench: benchCommand,
 };
 
-export const usage = ['usage:', demoUsage, makeTinyUsage, logitsUsage, generateUsage, benchUsage].join('\n  ');
+export const usage = ['usage:', demoUsage, makeTinyUsage, makeModelUsage, logitsUsage, generateUsage, benchUsage].join('\n  ');
 
 /**
  * Runs one `ropeswitch` command line and returns its exit code: 0 on success, 2 for a usage

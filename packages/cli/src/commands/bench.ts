@@ -3,7 +3,7 @@ import { join, resolve } from 'node:path';
 import { createRopeSchedule, loadModelConfig, positionLimit } from '@ropeswitch/core';
 import { POLICY_NAMES } from '@ropeswitch/policies';
 import { intOption, numberOption, parseOptions, quoted } from '../args.js';
-import { BACKEND_FLAGS, backendSettings } from '../backend-flags.js';
+import { BACKEND_FLAGS, BACKEND_FLAGS_USAGE, backendSettings } from '../backend-flags.js';
 import { BACKEND_NAMES, type BackendName, resolveModelDir } from '../backends.js';
 import type { BenchReport, ScenarioName } from '../bench/bench-report.js';
 import { createProgress } from '../bench/progress.js';
@@ -15,7 +15,7 @@ import type { CommandIO } from '../io.js';
 import { UsageError } from '../usage-error.js';
 
 export const benchUsage =
-  'ropeswitch bench [--model DIR|builtin|trained] [--backends reference,onnxruntime,webgpu] [--policies all|a,b] [--scenarios near,far] [--new-tokens N] [--repeats R] [--quick] [--out DIR] [--task-sequences N] [--no-task] [--budget-minutes M] [--threads N]';
+  `ropeswitch bench [--model DIR|builtin|trained] [--backends reference,onnxruntime,webgpu] [--policies all|a,b] [--scenarios near,far] [--new-tokens N] [--repeats R] [--quick] [--out DIR] [--task-sequences N] [--no-task] [--budget-minutes M] ${BACKEND_FLAGS_USAGE}`;
 
 /** Defaults of a full run and of `--quick` (which also picks the L = 256 built-in model). */
 const DEFAULTS = { newTokens: 16, repeats: 3, taskSequences: 50, budgetMinutes: 20 };

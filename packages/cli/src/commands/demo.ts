@@ -3,10 +3,11 @@ import { POLICY_NAMES, type PolicyName, policyByName } from '@ropeswitch/policie
 import { choice, intOption, parseOptions } from '../args.js';
 import type { Backend } from '@ropeswitch/core';
 import { BACKEND_NAMES, type BackendName, TRAINED_MODEL_DIR, openBackend } from '../backends.js';
+import { BACKEND_FLAGS, BACKEND_FLAGS_USAGE, type BackendSettings, backendSettings } from '../backend-flags.js';
 import type { CommandIO } from '../io.js';
 import { UsageError } from '../usage-error.js';
 
-export const demoUsage = 'ropeswitch demo [--n N] [--seed S] [--backend reference|onnxruntime|webgpu] [--json]';
+export const demoUsage = `ropeswitch demo [--n N] [--seed S] [--backend reference|onnxruntime|webgpu] ${BACKEND_FLAGS_USAGE} [--json]`;
 
 // Token ids of the built-in copy-task model (assets/copy-longrope/tokens.json).
 const BOS = 0;
@@ -50,12 +51,12 @@ const DESCRIPTIONS: Record<'oracle' | PolicyName, string> = {
  * prompt below the threshold and a copy that crosses it. Decoded greedily by the no-cache oracle
  * and through each cache policy.
  */
-export async function runDemo(n: number, seed: number, backendName: BackendName = 'reference'): Promise<DemoResult> {
+export async function runDemo(n: number, seed: number, backendName: BackendName = 'reference', settings: BackendSettings = {}): Promise<DemoResult> {
   const rng = new SeededRandom(seed);
   const content = Array.from({ length: n }, () => FIRST_CONTENT + rng.int(CONTENT_IDS));
   const prompt = [BOS, ...content, SEP];
   const target = [...content, EOS];
-  const backend = await openBackend(backendName, TRAINED_MODEL_DIR);
+  const backend = await openBackend(backendName, TRAINED_MODEL_DIR, { settings });
   try {
     const threshold = thresholdOf(backend);
     // Step i's forward covers prompt + i tokens: the copy crosses when prompt ≤ L < prompt + n.
@@ -85,10 +86,10 @@ function thresholdOf(backend: Backend): number {
 }
 
 export async function demoCommand(argv: string[], io: CommandIO): Promise<void> {
-  const o = parseOptions('demo', argv, { n: { type: 'string' }, seed: { type: 'string' }, backend: { type: 'string' }, json: { type: 'boolean' } });
+  const o = parseOptions('demo', argv, { n: { type: 'string' }, seed: { type: 'string' }, backend: { type: 'string' }, json: { type: 'boolean' }, ...BACKEND_FLAGS });
   const n = intOption('n', o.n, 50, 1, 250);
   const seed = intOption('seed', o.seed, 1, 0, 2 ** 32 - 1);
-  const result = await runDemo(n, seed, choice('backend', o.backend, BACKEND_NAMES, 'reference'));
+  const result = await runDemo(n, seed, choice('backend', o.backend, BACKEND_NAMES, 'reference'), backendSettings(o));
   if (o.json) {
     io.stdout(`${JSON.stringify(result)}\n`);
     return;

@@ -1,13 +1,13 @@
 import { type GenerateResult, type SamplingOptions, createRopeSchedule, generate, positionLimit, wrapBackend } from '@ropeswitch/core';
 import { POLICY_NAMES, policyByName } from '@ropeswitch/policies';
 import { choice, idList, intOption, numberOption, parseOptions, required } from '../args.js';
-import { BACKEND_FLAGS, backendSettings } from '../backend-flags.js';
+import { BACKEND_FLAGS, BACKEND_FLAGS_USAGE, backendSettings } from '../backend-flags.js';
 import { BACKEND_NAMES, openModelForCommand, resolveModelDir } from '../backends.js';
 import type { CommandIO } from '../io.js';
 import { UsageError } from '../usage-error.js';
 
 export const generateUsage =
-  'ropeswitch generate --model DIR|builtin|trained (--ids 1,2,3 | --prompt TEXT) --max-new-tokens N [--policy NAME] [--backend reference|onnxruntime|webgpu] [--threads N] [--chunk-size N] [--temperature T --top-k K --top-p P --seed S] [--json]';
+  `ropeswitch generate --model DIR|builtin|trained (--ids 1,2,3 | --prompt TEXT) --max-new-tokens N [--policy NAME] [--backend reference|onnxruntime|webgpu] ${BACKEND_FLAGS_USAGE} [--chunk-size N] [--temperature T --top-k K --top-p P --seed S] [--json]`;
 
 /** Cache policies selectable with `--policy`, by name (default `stale`, what a custom loop on HF does). */
 export { POLICY_NAMES };

@@ -1,12 +1,12 @@
 import { noCacheForward } from '@ropeswitch/core';
 import { choice, idList, intOption, parseOptions, required } from '../args.js';
-import { BACKEND_FLAGS, backendSettings } from '../backend-flags.js';
+import { BACKEND_FLAGS, BACKEND_FLAGS_USAGE, backendSettings } from '../backend-flags.js';
 import { BACKEND_NAMES, openModelForCommand, resolveModelDir } from '../backends.js';
 import type { CommandIO } from '../io.js';
 import { UsageError } from '../usage-error.js';
 import { rows } from '../logits-json.js';
 
-export const logitsUsage = 'ropeswitch logits --model DIR|builtin|trained --ids 1,2,3 [--last N] [--backend reference|onnxruntime|webgpu] [--threads N]';
+export const logitsUsage = `ropeswitch logits --model DIR|builtin|trained --ids 1,2,3 [--last N] [--backend reference|onnxruntime|webgpu] ${BACKEND_FLAGS_USAGE}`;
 
 /** One forward without cache (regime chosen by the total length); prints `{"logits": [[...], ...]}`. */
 export async function logitsCommand(argv: string[], io: CommandIO): Promise<void> {
