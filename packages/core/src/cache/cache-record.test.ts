@@ -7,11 +7,12 @@ const A = makeRegime('A', 'static', Float32Array.of(1), Float64Array.of(1), 1);
 const B = makeRegime('B', 'static', Float32Array.of(0.5), Float64Array.of(0.5), 1);
 
 describe('CacheRecord', () => {
-  it('plans growth by doubling without changing anything until the storage has grown', () => {
+  it('plans growth (doubling, or exactly a need past double) without changing anything until the storage has grown', () => {
     const r = new CacheRecord(LAYOUT, 0);
     expect(r.capacity).toBe(1);
     expect(r.grownCapacity(1)).toBeUndefined();
-    expect(r.grownCapacity(5)).toBe(8);
+    expect(r.grownCapacity(2)).toBe(2);
+    expect(r.grownCapacity(5)).toBe(5);
     expect(r.capacity).toBe(1);
     expect(() => r.grownCapacity(-1)).toThrow(expect.objectContaining({ code: 'bad-reserve' }));
     expect(() => r.grownCapacity(1.5)).toThrow(expect.objectContaining({ code: 'bad-reserve' }));

@@ -117,7 +117,19 @@ describe('CpuKvCache', () => {
       expectContents(c, length);
       expect(Array.from(c.positions())).toEqual(Array.from({ length }, (_, i) => i));
     }
-    expect(c.capacity).toBe(32); // 2 → 4 → 8 → 16 → 32, doubling
+    // Doubling, or the exact need when that is more: 2 → 5 → 10 → 20 → 40.
+    expect(c.capacity).toBe(40);
+  });
+
+  it('a reservation past double the capacity is taken exactly (a plan is not rounded up)', () => {
+    const c = new CpuKvCache(LAYOUT, 16);
+    c.reserve(4112);
+    expect(c.capacity).toBe(4112);
+    append(c, 4112, A);
+    expect(c.capacity).toBe(4112);
+    c.reserve(1); // past the plan: doubling again
+    expect(c.capacity).toBe(8224);
+    expectContents(c, 4112);
   });
 
   it('reserve within capacity does not reallocate', () => {
