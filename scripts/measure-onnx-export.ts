@@ -3,6 +3,7 @@
 // test (minutes and many GB for a 32-layer model: run it alone on the machine):
 //   npx tsx scripts/measure-onnx-export.ts --model DIR [--quantize int4|int8] [--cache-dir DIR]
 //     [--accuracy-level 0|4] [--no-arena] [--threads 2] [--cache 4096] [--decode 8] [--prefill-chunk 256] [--steps export,reopen,decode]
+//     [--cache-dtypes float32,float16]
 //
 // - export: `OnnxRuntimeBackend.open` on an empty cache folder (stream the checkpoint into
 //   model.onnx + model.onnx.data, then load the session); the export part ends at the 'load' progress event.
@@ -10,8 +11,10 @@
 //   identity, the entry is checked by its manifest, then the session loads). Target: ≤ 10 % of export.
 // - decode: reopen, prefill `--cache` − `--decode` tokens into a cache reserved for exactly `--cache`
 //   rows (as `Session`'s planned length does), then `--decode` steps up to it; ms/step and peak RSS.
+// - `--cache-dtypes`: the steps run once per KV cache element type (`cacheDtype`; default float32
+//   only), in that order; a float16 cache is another export (its graph takes float16 caches).
 import { OnnxRuntimeBackend } from '@ropeswitch/backend-onnxruntime';
-import { type CpuKvCache, createRopeSchedule, loadCheckpoint } from '@ropeswitch/core';
+import { createRopeSchedule, loadCheckpoint } from '@ropeswitch/core';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
@@ -31,6 +34,8 @@ const { values } = parseArgs({
     steps: { type: 'string' },
     'accuracy-level': { type: 'string' },
     'no-arena': { type: 'boolean' },
+    'cache-dtypes': { type: 'string' },
+    'cache-dtype': { type: 'string' },
     child: { type: 'string' },
   },
 });
@@ -41,6 +46,7 @@ const threads = Number(values.threads ?? 2);
 const cacheRows = Number(values.cache ?? 4096);
 const decodeSteps = Number(values.decode ?? 8);
 const prefillChunk = Number(values['prefill-chunk'] ?? 256);
+const cacheDtype = (values['cache-dtype'] ?? 'float32') as 'float32' | 'float16';
 const accuracyLevel = values['accuracy-level'] === undefined ? undefined : (Number(values['accuracy-level']) as 0 | 1 | 2 | 3 | 4);
 
 /** Peak and current RSS in GB, and the current one's anonymous and file-backed (mapped weights) parts (Linux `/proc/self/status`). */
@@ -61,6 +67,7 @@ async function child(step: string, cacheDir: string): Promise<void> {
     checkpointDir: model,
     threads,
     prefillChunk,
+    cacheDtype,
     ...(quantize ? { quantize } : {}),
     ...(accuracyLevel !== undefined ? { accuracyLevel } : {}),
     ...(values['no-arena'] ? { sessionOptions: { enableCpuMemArena: false } } : {}),
@@ -84,7 +91,7 @@ async function child(step: string, cacheDir: string): Promise<void> {
   };
   if (step === 'decode') {
     const schedule = createRopeSchedule(config.rope);
-    const cache = backend.createCache() as CpuKvCache;
+    const cache = backend.createCache();
     cache.reserve(cacheRows);
     const prompt = Array.from({ length: cacheRows - decodeSteps }, (_, i) => (i * 31 + 7) % config.vocabSize);
     const regime = schedule.regimeFor(cacheRows);
@@ -114,21 +121,24 @@ if (values.child) {
   await child(values.child, values['cache-dir']!);
 } else {
   const cacheDir = values['cache-dir'] ?? mkdtempSync(join(tmpdir(), 'ropeswitch-export-'));
-  const steps = (values.steps ?? 'export,reopen,decode').split(',');
+  const stepNames = (values.steps ?? 'export,reopen,decode').split(',');
+  const dtypes = (values['cache-dtypes'] ?? 'float32').split(',');
+  const steps = dtypes.flatMap((dtype) => stepNames.map((step) => ({ step, dtype })));
   console.log(`machine: ${cpus()[0]?.model ?? 'unknown cpu'} × ${cpus().length}, node ${process.version}; model ${model}, weights ${quantize ?? 'float32'}${accuracyLevel !== undefined ? ` (accuracy level ${accuracyLevel})` : ''}, prefill chunk ${prefillChunk}, threads ${threads}, cache folder ${cacheDir}`);
   const script = fileURLToPath(import.meta.url);
   const results: Record<string, Record<string, unknown>> = {};
-  for (const step of steps) {
-    const args = ['--import', 'tsx', script, ...process.argv.slice(2), '--child', step, '--cache-dir', cacheDir];
+  for (const { step, dtype } of steps) {
+    const args = ['--import', 'tsx', script, ...process.argv.slice(2), '--child', step, '--cache-dir', cacheDir, '--cache-dtype', dtype];
     const line = execFileSync(process.execPath, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 1 << 20 }).trim().split('\n').at(-1)!;
-    results[step] = JSON.parse(line);
+    results[dtypes.length > 1 ? `${step}, ${dtype} cache` : step] = JSON.parse(line);
     console.log(line);
   }
   const fmt = (r: Record<string, unknown> | undefined, k: string, d = 1) => (typeof r?.[k] === 'number' ? (r[k] as number).toFixed(d) : '—');
-  console.log('\n| step | open s | of which before the session load | session load s | peak RSS GB before the load | peak RSS GB | prefill tok/s | decode ms/step |');
-  console.log('|---|---:|---:|---:|---:|---:|---:|---:|');
+  console.log('\n| step | open s | of which before the session load | session load s | peak RSS GB before the load | peak RSS GB | RSS GB after decode | KV cache GB | prefill tok/s | decode ms/step |');
+  console.log('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
   for (const [step, r] of Object.entries(results)) {
-    console.log(`| ${step}${r.created ? ' (exported)' : ''} | ${fmt(r, 'openS')} | ${fmt(r, 'beforeLoadS')} | ${fmt(r, 'loadS')} | ${fmt(r, 'peakRssBeforeLoadGB', 2)} | ${fmt(r, 'peakRssGB', 2)} | ${fmt(r, 'prefillTokPerS', 0)} | ${fmt(r, 'decodeMs')} |`);
+    const after = r.rssAfterDecode as { now: number } | undefined;
+    console.log(`| ${step}${r.created ? ' (exported)' : ''} | ${fmt(r, 'openS')} | ${fmt(r, 'beforeLoadS')} | ${fmt(r, 'loadS')} | ${fmt(r, 'peakRssBeforeLoadGB', 2)} | ${fmt(r, 'peakRssGB', 2)} | ${after ? after.now.toFixed(2) : '—'} | ${fmt(r, 'cacheGB', 2)} | ${fmt(r, 'prefillTokPerS', 0)} | ${fmt(r, 'decodeMs')} |`);
   }
   if (results.export && results.reopen) console.log(`\nreopen ÷ export = ${((results.reopen.openS as number) / (results.export.openS as number)).toFixed(3)} (target ≤ 0.10)`);
 }

@@ -60,6 +60,25 @@ const EXPECTATIONS: Readonly<Record<string, Expectation>> = {
       expect(Number(/int4: copied (\d+)\/51/.exec(stdout)![1])).toBeGreaterThanOrEqual(48);
     },
   },
+  'onnxruntime-float16-cache.ts': {
+    contains: [
+      'shadowPrefill, float32 cache (CpuKvCache',
+      'shadowPrefill, float16 cache (Float16KvCache',
+      'rerotate, float16 cache (Float16KvCache',
+    ],
+    check: (stdout) => {
+      const bytes = (policy: string, dtype: string) => Number(new RegExp(`${policy}, ${dtype} cache \\(\\w+, (\\d+) bytes`).exec(stdout)![1]);
+      expect(bytes('shadowPrefill', 'float16')).toBe(bytes('shadowPrefill', 'float32') / 2);
+      // The exact policy copies on both; float16 moves logits by about binary16's rounding, not the tokens.
+      expect(stdout).toMatch(/shadowPrefill, float16 cache .*copied 51\/51, events shadow-start@52 shadow-swap@65/);
+      for (const policy of ['shadowPrefill', 'rerotate']) {
+        const [, diff, scale] = new RegExp(`${policy}: max \\|Δ logit\\| float16 vs float32 cache (\\S+) \\(logits up to ±(\\S+)\\)`).exec(stdout)!;
+        // binary16 rounding of the cache moves the logits by well under 1 % of their range (measured 0.16–0.23 %).
+        expect(Number(diff)).toBeGreaterThan(0);
+        expect(Number(diff) / Number(scale)).toBeLessThan(0.01);
+      }
+    },
+  },
   'compose-policies.ts': {
     contains: ['[shadow-start by shadow-prefill]', '[rerotate by rerotate]', '[shadow-swap by shadow-prefill]'],
     check: (stdout) => {

@@ -10,13 +10,17 @@ export const BACKEND_FLAGS = {
   threads: { type: 'string' },
   quantize: { type: 'string' },
   weights: { type: 'string' },
+  'cache-dtype': { type: 'string' },
 } as const;
 
 /** The backend flags as the commands' usage lines show them. */
-export const BACKEND_FLAGS_USAGE = '[--threads N] [--quantize int4|int8] [--weights float32|bfloat16|float16|int8]';
+export const BACKEND_FLAGS_USAGE = '[--threads N] [--quantize int4|int8] [--weights float32|bfloat16|float16|int8] [--cache-dtype float32|float16]';
 
 /** Weight precisions `--quantize` takes (onnxruntime: `MatMulNBits` exports). */
 export const QUANTIZE_MODES = ['int4', 'int8'] as const;
+
+/** KV cache element types `--cache-dtype` takes (onnxruntime: `cacheDtype`). */
+export const CACHE_DTYPES = ['float32', 'float16'] as const;
 
 /** What {@link BACKEND_FLAGS} parse to. */
 export interface BackendSettings {
@@ -26,6 +30,8 @@ export interface BackendSettings {
   readonly quantize?: (typeof QUANTIZE_MODES)[number];
   /** How the reference backend stores its weight matrices (`float32`, `bfloat16`, `float16`, `int8`); absent: float32. */
   readonly weights?: WeightDtype;
+  /** Element type of the onnxruntime backend's KV caches (`float16`: half the memory); absent: float32. */
+  readonly cacheDtype?: (typeof CACHE_DTYPES)[number];
 }
 
 /** Parses the backend flags of a command line (`parseOptions` output). */
@@ -34,5 +40,6 @@ export function backendSettings(o: Readonly<Record<string, string | boolean | un
     ...(o.threads === undefined ? {} : { threads: intOption('threads', o.threads, 0, 1, 1024) }),
     ...(o.quantize === undefined ? {} : { quantize: choice('quantize', o.quantize, QUANTIZE_MODES, 'int4') }),
     ...(o.weights === undefined ? {} : { weights: choice('weights', o.weights, WEIGHT_DTYPES, 'float32') }),
+    ...(o['cache-dtype'] === undefined ? {} : { cacheDtype: choice('cache-dtype', o['cache-dtype'], CACHE_DTYPES, 'float32') }),
   };
 }

@@ -43,6 +43,7 @@ const BACKEND_OPENERS: Record<BackendName, (config: ModelConfig, weights: Weight
       checkpointDir: source.dir,
       ...(settings.threads !== undefined ? { threads: settings.threads } : {}),
       ...(settings.quantize !== undefined ? { quantize: settings.quantize } : {}),
+      ...(settings.cacheDtype !== undefined ? { cacheDtype: settings.cacheDtype } : {}),
       ...(onProgress
         ? { onProgress: (p) => p.tensor !== undefined && onProgress({ bytesRead: p.bytesDone, totalBytes: p.totalBytes, tensor: p.tensor }) }
         : {}),

@@ -1,4 +1,4 @@
-import { type KvCache, rerotateCpuKeys } from '../cache/index.js';
+import { type KvCache, type KvCacheDtype, rerotateCpuKeys } from '../cache/index.js';
 import type { ModelConfig } from '../config/model-config.js';
 import { positionLimit } from '../config/position-limit.js';
 import { BackendError } from '../errors.js';
@@ -23,6 +23,8 @@ export interface CpuRerotationOptions {
   readonly anglePrecision: AnglePrecision;
   /** Default: core's TypeScript `rotateBlocks`. */
   readonly kernel?: RotationKernel;
+  /** The element type of the backend's caches (default `float32`); caches of the other type are refused. */
+  readonly cacheDtype?: KvCacheDtype;
 }
 
 /**
@@ -44,7 +46,7 @@ export class CpuRerotation {
   /** A backend's `rerotateKeys`, on any CPU cache. */
   async rerotateKeys(cache: KvCache, to: RopeRegime): Promise<void> {
     this.checkRegime(to);
-    const c = requireCpuCache(cache, this.options.backendName);
+    const c = requireCpuCache(cache, this.options.backendName, this.options.cacheDtype ?? 'float32');
     const { kernel, anglePrecision } = this.options;
     // Await only a kernel that needs it: the TypeScript rotation runs in the same tick as the checks.
     const ready = kernel?.ready?.();

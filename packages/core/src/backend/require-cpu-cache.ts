@@ -1,12 +1,20 @@
-import { CpuKvCache } from '../cache/index.js';
+import { ArrayKvCache, CpuKvCache, Float16KvCache, type KvCacheDtype } from '../cache/index.js';
 import type { KvCache } from '../cache/index.js';
 import { BackendError } from '../errors.js';
 
 /**
- * `cache` as a {@link CpuKvCache}, for a backend that computes on CPU caches of any origin.
- * @throws BackendError `'cache-type'` for any other cache, naming `backendName`.
+ * `cache` as a host cache of `dtype` (default `float32`: a {@link CpuKvCache}; `float16`: a
+ * {@link Float16KvCache}), for a backend that computes on CPU caches of any origin.
+ * @throws BackendError `'cache-type'` for any other cache, naming `backendName`, and for a host
+ *   cache of the other element type, naming both (the backend's `cacheDtype`).
  */
-export function requireCpuCache(cache: KvCache, backendName: string): CpuKvCache {
-  if (!(cache instanceof CpuKvCache)) throw new BackendError('cache-type', `the ${backendName} backend needs caches made by its createCache()`);
-  return cache;
+export function requireCpuCache(cache: KvCache, backendName: string): CpuKvCache;
+export function requireCpuCache(cache: KvCache, backendName: string, dtype: 'float16'): Float16KvCache;
+export function requireCpuCache(cache: KvCache, backendName: string, dtype: KvCacheDtype): CpuKvCache | Float16KvCache;
+export function requireCpuCache(cache: KvCache, backendName: string, dtype: KvCacheDtype = 'float32'): CpuKvCache | Float16KvCache {
+  if (dtype === 'float32' ? cache instanceof CpuKvCache : cache instanceof Float16KvCache) return cache as CpuKvCache | Float16KvCache;
+  if (cache instanceof ArrayKvCache) {
+    throw new BackendError('cache-type', `the ${backendName} backend computes on ${dtype} caches (its cacheDtype '${dtype}'), not on a ${cache.dtype} one: make caches with its createCache()`);
+  }
+  throw new BackendError('cache-type', `the ${backendName} backend needs caches made by its createCache()`);
 }

@@ -11,6 +11,7 @@ import {
 } from '../../../policies/src/test-support/tiny-longrope.js';
 import { CpuKvCache } from './cpu-kv-cache.js';
 import type { KvCache, KvCacheLayout } from './kv-cache.js';
+import { appendRows } from './test-rows.js';
 
 const LAYOUT: KvCacheLayout = { numLayers: 2, numKvHeads: 2, headDim: 4 };
 const regime = (id: string): RopeRegime => makeRegime(id, 'static', Float32Array.from([1, 0.1]), Float64Array.from([1, 0.1]), 1);
@@ -19,24 +20,7 @@ const B = regime('B');
 
 /** Appends `n` rows the way a backend does (reserve, write past `length`, commit); values derive from `seed`. */
 function append(cache: CpuKvCache, n: number, r: RopeRegime, seed: number): void {
-  const start = cache.length;
-  cache.reserve(n);
-  const { numLayers, numKvHeads, headDim } = cache.layout;
-  for (let l = 0; l < numLayers; l++) {
-    for (let h = 0; h < numKvHeads; h++) {
-      for (let i = start; i < start + n; i++) {
-        for (let d = 0; d < headDim; d++) {
-          cache.keys(l)[cache.offset(h, i) + d] = seed + 1000 * l + 100 * h + i + d / 10;
-          cache.values(l)[cache.offset(h, i) + d] = -(seed + 1000 * l + 100 * h + i + d / 10);
-        }
-      }
-    }
-  }
-  cache.commit(
-    Array.from({ length: n }, (_, t) => seed + start + t),
-    Array.from({ length: n }, (_, t) => start + t),
-    r,
-  );
+  appendRows(cache, n, r, (l, h, i, d, key) => (key ? 1 : -1) * (seed + 1000 * l + 100 * h + i + d / 10), (index) => seed + index);
 }
 
 function filled(n: number, r: RopeRegime, seed: number, layout = LAYOUT): CpuKvCache {

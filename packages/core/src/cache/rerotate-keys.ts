@@ -5,6 +5,11 @@ import { type HeadBlock, rotateBlocks } from '../rope/rotate-blocks.js';
 import { type RotaryTables, rerotationTables } from '../rope/rotary-tables.js';
 import { CacheError } from '../errors.js';
 import type { CpuKvCache } from './cpu-kv-cache.js';
+import type { Float16KvCache } from './float16-kv-cache.js';
+import { float16ToFloat32, float32ToFloat16 } from './float16-values.js';
+
+/** (layer, kvHead) blocks of a float16 cache widened to float32 at a time: four, the rotation kernel's stride. */
+const FLOAT16_GROUP = 4;
 
 /**
  * Moves every cached key of a CPU cache to regime `to`, in place: the key at position p, rotated
@@ -18,9 +23,12 @@ import type { CpuKvCache } from './cpu-kv-cache.js';
  *
  * `rotate` is the rotation kernel (default {@link rotateBlocks}); a backend passes its own, with
  * the same contract, to run the pass where its cache storage lives (e.g. WebAssembly SIMD).
+ *
+ * A {@link Float16KvCache}'s keys are rotated by the same kernel in float32 (a few blocks widened
+ * into scratch at a time) and stored back rounded to nearest, ties to even.
  */
 export function rerotateCpuKeys(
-  cache: CpuKvCache,
+  cache: CpuKvCache | Float16KvCache,
   to: RopeRegime,
   pairing: RopePairing,
   precision: AnglePrecision = 'float32',
@@ -43,14 +51,36 @@ export function rerotateCpuKeys(
     if (span.regime.id === to.id) continue;
     const spanPositions = positions.subarray(span.start, span.end);
     const { table, rows } = tablesFor(span.regime, to, spanPositions, precision, tables);
+    const count = span.end - span.start;
     // Each (layer, kvHead) holds the span as one contiguous [index][headDim] block.
-    const blocks: HeadBlock[] = [];
+    const offsets: { layer: number; offset: number }[] = [];
     for (let l = 0; l < numLayers; l++) {
-      for (let h = 0; h < numKvHeads; h++) blocks.push({ data: cache.keys(l), offset: cache.offset(h, span.start) });
+      for (let h = 0; h < numKvHeads; h++) offsets.push({ layer: l, offset: cache.offset(h, span.start) });
     }
-    rotate(blocks, span.end - span.start, headDim, pairing, table, rows);
+    if (cache.dtype === 'float32') {
+      rotate(offsets.map(({ layer, offset }) => ({ data: cache.keys(layer), offset })), count, headDim, pairing, table, rows);
+    } else {
+      rotateFloat16(cache, offsets, count * headDim, (blocks) => rotate(blocks, count, headDim, pairing, table, rows));
+    }
   }
   cache.markRotated(to);
+}
+
+/**
+ * Runs `rotate` over `blocks` (each `n` binary16 values of `cache`'s keys) in float32: a group of
+ * blocks widened into scratch, rotated, rounded back, then the next group.
+ */
+function rotateFloat16(cache: Float16KvCache, blocks: readonly { layer: number; offset: number }[], n: number, rotate: (blocks: HeadBlock[]) => void): void {
+  const scratch = new Float32Array(FLOAT16_GROUP * n);
+  for (let g = 0; g < blocks.length; g += FLOAT16_GROUP) {
+    const group = blocks.slice(g, g + FLOAT16_GROUP);
+    const wide = group.map(({ layer, offset }, i) => {
+      float16ToFloat32(cache.keys(layer).subarray(offset, offset + n), scratch.subarray(i * n, (i + 1) * n));
+      return { data: scratch, offset: i * n };
+    });
+    rotate(wide);
+    group.forEach(({ layer, offset }, i) => float32ToFloat16(scratch.subarray(i * n, (i + 1) * n), cache.keys(layer).subarray(offset, offset + n)));
+  }
 }
 
 /**

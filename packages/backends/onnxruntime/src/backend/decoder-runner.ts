@@ -1,4 +1,16 @@
-import { BackendError, type CpuKvCache, type ForwardRequest, type ForwardResult, type ModelConfig, type RotaryTables, type AnglePrecision, rotaryTables } from '@ropeswitch/core';
+import {
+  type AnglePrecision,
+  BackendError,
+  CpuKvCache,
+  Float16KvCache,
+  type ForwardRequest,
+  type ForwardResult,
+  type KvCacheDtype,
+  type KvElements,
+  type ModelConfig,
+  type RotaryTables,
+  rotaryTables,
+} from '@ropeswitch/core';
 import * as ort from 'onnxruntime-node';
 import { DecoderIo } from '../export/decoder-io.js';
 import { type RowPiece, forwardInRuns, wantedLogits } from './row-runs.js';
@@ -9,10 +21,20 @@ import { type RowPiece, forwardInRuns, wantedLogits } from './row-runs.js';
  */
 const COMPACT_LIMIT_BYTES = 256 * 2 ** 20;
 
-/** Per-layer buffers a prefill piece's compact cache copies go into. */
+/** A cache a {@link DecoderRunner} runs on: float32, or binary16 bits (`cacheDtype: 'float16'`). */
+export type HostKvCache = CpuKvCache | Float16KvCache;
+
+/** An empty host cache of `config`'s layout and element type `dtype`. */
+export function createHostCache(config: ModelConfig, dtype: KvCacheDtype): HostKvCache {
+  const { numLayers, numKvHeads, headDim } = config;
+  const layout = { numLayers, numKvHeads, headDim };
+  return dtype === 'float16' ? new Float16KvCache(layout) : new CpuKvCache(layout);
+}
+
+/** Per-layer buffers a prefill piece's compact cache copies go into (the cache's element type). */
 interface LayerScratch {
-  readonly keys: Float32Array[];
-  readonly values: Float32Array[];
+  readonly keys: KvElements[];
+  readonly values: KvElements[];
 }
 
 /** How a {@link DecoderRunner} cuts and feeds requests. */
@@ -22,24 +44,30 @@ export interface DecoderRunnerSettings {
   /** Most tokens of one row per run. */
   readonly prefillChunk: number;
   readonly anglePrecision: AnglePrecision;
+  /** Element type of the graph's cache inputs and new-row outputs (and of the caches it is given). */
+  readonly cacheDtype: KvCacheDtype;
 }
 
 /**
  * Runs forwards on a session of a graph with the {@link DecoderIo} contract — an export of
- * `OnnxRuntimeBackend`, or an onnxruntime-genai model rewritten to it — over caller-owned
- * {@link CpuKvCache}s: the request's rows packed into as few session runs as the slots and the
- * chunk allow (`forwardInRuns`), each cache's storage handed to onnxruntime without a copy, the new
- * rows written back past each cache's length and committed when the last run succeeded.
+ * `OnnxRuntimeBackend`, or an onnxruntime-genai model rewritten to it — over caller-owned host
+ * caches ({@link HostKvCache}, of the graph's element type): the request's rows packed into as few
+ * session runs as the slots and the chunk allow (`forwardInRuns`), each cache's storage handed to
+ * onnxruntime without a copy (a `Float16KvCache`'s bits as a `float16` tensor), the new rows
+ * written back past each cache's length and committed when the last run succeeded.
  */
 export class DecoderRunner {
   /** A one-row cache stand-in for slots with nothing cached (fully masked: past length 0). */
   private readonly emptyPast: ort.Tensor;
+  /** The cache inputs' onnxruntime element type. */
+  private readonly elem: 'float32' | 'float16';
 
   constructor(
     private readonly config: ModelConfig,
     private readonly settings: DecoderRunnerSettings,
   ) {
-    this.emptyPast = new ort.Tensor('float32', new Float32Array(config.numKvHeads * config.headDim), [config.numKvHeads, 1, config.headDim]);
+    this.elem = settings.cacheDtype;
+    this.emptyPast = this.cacheTensor(this.allocElements(config.numKvHeads * config.headDim), [config.numKvHeads, 1, config.headDim]);
   }
 
   /** Rows one run carries. */
@@ -48,7 +76,7 @@ export class DecoderRunner {
   }
 
   /** Runs `request` (already validated; `caches[i]` is row i's cache) on `session`. */
-  forward(session: ort.InferenceSession, request: ForwardRequest, caches: readonly CpuKvCache[]): Promise<ForwardResult> {
+  forward(session: ort.InferenceSession, request: ForwardRequest, caches: readonly HostKvCache[]): Promise<ForwardResult> {
     const tables = request.rows.map((row) => rotaryTables(row.regime, row.positions, this.settings.anglePrecision));
     const scratch = new Map<number, LayerScratch>();
     const limits = { slots: this.settings.slots, chunk: this.settings.prefillChunk };
@@ -63,7 +91,7 @@ export class DecoderRunner {
   private async runPieces(
     session: ort.InferenceSession,
     request: ForwardRequest,
-    caches: readonly CpuKvCache[],
+    caches: readonly HostKvCache[],
     tables: readonly RotaryTables[],
     scratch: Map<number, LayerScratch>,
     pieces: readonly RowPiece[],
@@ -126,8 +154,8 @@ export class DecoderRunner {
           val = this.compactRows(cache, cache.values(l), v, rowScratch.values[l]!);
         } else {
           // The cache's own storage, no copy; rows past the valid ones are masked out by the graph.
-          k = new ort.Tensor('float32', cache.keys(l), [numKvHeads, cache.capacity, D]);
-          val = new ort.Tensor('float32', cache.values(l), [numKvHeads, cache.capacity, D]);
+          k = this.cacheTensor(cache.keys(l), [numKvHeads, cache.capacity, D]);
+          val = this.cacheTensor(cache.values(l), [numKvHeads, cache.capacity, D]);
         }
         feeds[DecoderIo.pastKey(l, s)] = k;
         feeds[DecoderIo.pastValue(l, s)] = val;
@@ -140,8 +168,9 @@ export class DecoderRunner {
       throw new BackendError('run', `onnxruntime failed on a run of ${pieces.length} rows, ${T} tokens: ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
     }
     for (let l = 0; l < numLayers; l++) {
-      const k = out[DecoderIo.newKey(l)]!.data as Float32Array;
-      const v = out[DecoderIo.newValue(l)]!.data as Float32Array;
+      // The cache's element type (float16 rows were rounded by the graph's Cast).
+      const k = out[DecoderIo.newKey(l)]!.data as KvElements;
+      const v = out[DecoderIo.newValue(l)]!.data as KvElements;
       pieces.forEach((piece, s) => {
         const cache = caches[piece.row]!;
         const keys = cache.keys(l);
@@ -169,23 +198,33 @@ export class DecoderRunner {
   /** Bytes of a compact copy of every layer's keys and values, `rows` rows each. */
   private scratchBytes(rows: number): number {
     const { numLayers, numKvHeads, headDim } = this.config;
-    return 2 * numLayers * numKvHeads * rows * headDim * 4;
+    return 2 * numLayers * numKvHeads * rows * headDim * (this.elem === 'float16' ? 2 : 4);
   }
 
   /** Per-layer buffers for compact copies of up to `rows` cached rows (a prefill's scratch). */
   private allocScratch(rows: number): LayerScratch {
     const { numLayers, numKvHeads, headDim } = this.config;
-    const alloc = () => Array.from({ length: numLayers }, () => new Float32Array(numKvHeads * rows * headDim));
+    const alloc = () => Array.from({ length: numLayers }, () => this.allocElements(numKvHeads * rows * headDim));
     return { keys: alloc(), values: alloc() };
   }
 
+  /** `length` zeroed elements of the cache element type. */
+  private allocElements(length: number): KvElements {
+    return this.elem === 'float16' ? new Uint16Array(length) : new Float32Array(length);
+  }
+
+  /** A cache input over `data` (no copy): float32 values, or binary16 bits as a `float16` tensor. */
+  private cacheTensor(data: KvElements, dims: readonly number[]): ort.Tensor {
+    return this.elem === 'float16' ? new ort.Tensor('float16', data as Uint16Array, dims) : new ort.Tensor('float32', data as Float32Array, dims);
+  }
+
   /** Rows [0, `valid`) of every head of `layer` (`[kvHead][capacity][D]`) packed into `into` as `[kvHead][valid][D]`. */
-  private compactRows(cache: CpuKvCache, layer: Float32Array, valid: number, into: Float32Array): ort.Tensor {
+  private compactRows(cache: HostKvCache, layer: KvElements, valid: number, into: KvElements): ort.Tensor {
     const { numKvHeads, headDim: D } = this.config;
     for (let h = 0; h < numKvHeads; h++) {
       const from = cache.offset(h, 0);
       into.set(layer.subarray(from, from + valid * D), h * valid * D);
     }
-    return new ort.Tensor('float32', into.subarray(0, numKvHeads * valid * D), [numKvHeads, valid, D]);
+    return this.cacheTensor(into.subarray(0, numKvHeads * valid * D), [numKvHeads, valid, D]);
   }
 }

@@ -2,8 +2,10 @@ import {
   type Backend,
   type BackendCapabilities,
   BackendError,
-  CpuKvCache,
+  type CpuKvCache,
   CpuRerotation,
+  type Float16KvCache,
+  type KvCacheDtype,
   type ForwardRequest,
   type ForwardResult,
   type KvCache,
@@ -17,14 +19,15 @@ import * as ort from 'onnxruntime-node';
 import { type CachedExport, cachedExport } from '../export/model-cache.js';
 import { checkExecutionProvider, providerStartError } from './execution-provider.js';
 import { type ExecutionProviderName, type OnnxRuntimeBackendOptions, resolveOptions } from './options.js';
-import { DecoderRunner } from './decoder-runner.js';
+import { DecoderRunner, createHostCache } from './decoder-runner.js';
 
 /**
  * A Phi-3 / Llama-family decoder exported to ONNX and run by onnxruntime-node.
  *
  * The exported graph (see `DecoderIo`) takes the rotary cos/sin of the new tokens as inputs, so the
  * caller's regime is used as given, and takes the KV caches as inputs it never returns: a cache is
- * a {@link CpuKvCache} (`[kvHead][index][headDim]` per layer, capacity-sized `Float32Array`s) whose
+ * a {@link CpuKvCache} (`[kvHead][index][headDim]` per layer, capacity-sized `Float32Array`s; with
+ * `cacheDtype: 'float16'` a `Float16KvCache` of binary16 bits, half the memory) whose
  * storage is handed to onnxruntime as tensors without a copy; the graph returns only the new rows'
  * keys and values, which this backend writes into the cache past its length and commits when every
  * row of the call has succeeded. A decode step therefore moves a few KiB, not the whole cache.
@@ -40,6 +43,8 @@ export class OnnxRuntimeBackend implements Backend {
   readonly exported: CachedExport;
   /** The execution provider the session runs on. */
   readonly executionProvider: ExecutionProviderName;
+  /** Element type of the caches this backend makes and takes (the `cacheDtype` option). */
+  readonly cacheDtype: KvCacheDtype;
   private session: ort.InferenceSession | undefined;
   private readonly runner: DecoderRunner;
   private readonly rerotation: CpuRerotation;
@@ -49,15 +54,16 @@ export class OnnxRuntimeBackend implements Backend {
     session: ort.InferenceSession,
     exported: CachedExport,
     provider: ExecutionProviderName,
-    settings: { anglePrecision: BackendCapabilities['anglePrecision']; prefillChunk: number },
+    settings: { anglePrecision: BackendCapabilities['anglePrecision']; prefillChunk: number; cacheDtype: KvCacheDtype },
   ) {
     this.session = session;
     this.exported = exported;
     this.executionProvider = provider;
-    const anglePrecision = settings.anglePrecision;
-    this.runner = new DecoderRunner(config, { slots: exported.manifest.slots, prefillChunk: settings.prefillChunk, anglePrecision });
+    const { anglePrecision, cacheDtype } = settings;
+    this.cacheDtype = cacheDtype;
+    this.runner = new DecoderRunner(config, { slots: exported.manifest.slots, prefillChunk: settings.prefillChunk, anglePrecision, cacheDtype });
     this.capabilities = { cacheLocation: 'cpu', maxRows: Infinity, rerotateKeys: true, anglePrecision };
-    this.rerotation = new CpuRerotation(config, { backendName: this.name, anglePrecision });
+    this.rerotation = new CpuRerotation(config, { backendName: this.name, anglePrecision, cacheDtype });
   }
 
   /**
@@ -77,7 +83,7 @@ export class OnnxRuntimeBackend implements Backend {
       throw new BackendError('unsupported-model', `${config.numHeads} query heads are not a multiple of ${config.numKvHeads} key/value heads`);
     }
     const exported = cachedExport(
-      { config, slots: o.rowsPerRun, ...(o.quantization ? { quantization: o.quantization } : {}) },
+      { config, slots: o.rowsPerRun, ...(o.quantization ? { quantization: o.quantization } : {}), ...(o.cacheDtype === 'float16' ? { cacheDtype: o.cacheDtype } : {}) },
       { weights, ...(options.checkpointDir !== undefined ? { checkpointDir: options.checkpointDir } : {}) },
       { ...(options.cacheDir !== undefined ? { cacheDir: options.cacheDir } : {}), ...(options.onProgress ? { onProgress: options.onProgress } : {}) },
     );
@@ -99,9 +105,9 @@ export class OnnxRuntimeBackend implements Backend {
     return new OnnxRuntimeBackend(config, session, exported, provider, o);
   }
 
-  createCache(): CpuKvCache {
-    const { numLayers, numKvHeads, headDim } = this.config;
-    return new CpuKvCache({ numLayers, numKvHeads, headDim });
+  /** An empty cache of the backend's `cacheDtype`: a {@link CpuKvCache}, or a {@link Float16KvCache}. */
+  createCache(): CpuKvCache | Float16KvCache {
+    return createHostCache(this.config, this.cacheDtype);
   }
 
   async rerotateKeys(cache: KvCache, to: RopeRegime): Promise<void> {
@@ -123,7 +129,7 @@ export class OnnxRuntimeBackend implements Backend {
   async forward(request: ForwardRequest): Promise<ForwardResult> {
     const session = this.live();
     validateForwardRequest(this.config, this.capabilities, request);
-    const caches = request.rows.map((row) => requireCpuCache(row.cache, this.name));
+    const caches = request.rows.map((row) => requireCpuCache(row.cache, this.name, this.cacheDtype));
     const window = this.config.slidingWindow;
     if (window !== undefined) {
       const longest = Math.max(...request.rows.map((row, i) => caches[i]!.length + row.tokens.length));

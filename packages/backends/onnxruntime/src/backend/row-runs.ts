@@ -1,4 +1,4 @@
-import { BackendError, type CpuKvCache, type ForwardRequest, type ForwardResult, type ForwardRow, type RowLogits } from '@ropeswitch/core';
+import { type ArrayKvCache, BackendError, type ForwardRequest, type ForwardResult, type ForwardRow, type KvElements, type RowLogits } from '@ropeswitch/core';
 
 /** Tokens `[start, end)` of request row `row`: the part of it one session run carries. */
 export interface RowPiece {
@@ -61,7 +61,7 @@ export type RunPieces = (pieces: readonly RowPiece[]) => Promise<readonly Float3
  */
 export async function forwardInRuns(
   request: ForwardRequest,
-  caches: readonly CpuKvCache[],
+  caches: readonly ArrayKvCache<KvElements>[],
   limits: RunLimits,
   vocabSize: number,
   run: RunPieces,

@@ -1,4 +1,4 @@
-import { type DecoderWeightSource, type ModelConfig, readDecoderWeights } from '@ropeswitch/core';
+import { type DecoderWeightSource, type KvCacheDtype, type ModelConfig, readDecoderWeights } from '@ropeswitch/core';
 import type { onnx as O } from 'onnx-proto';
 import { attr, valueInfo } from '../onnx/graph-nodes.js';
 import { makeModel } from '../onnx/model-proto.js';
@@ -18,6 +18,11 @@ export interface DecoderGraphOptions {
   readonly quantization?: QuantizationSettings;
   /** Where each weight goes as it is built (default: kept in the returned model). */
   readonly sink?: InitializerSink;
+  /**
+   * Element type of the cache inputs and new-row outputs (default `float32`): `float16` takes a
+   * core `Float16KvCache`'s storage and attends in float32 (see `SlotAttention`).
+   */
+  readonly cacheDtype?: KvCacheDtype;
 }
 
 /** The exported decoder and what it did with the weights. */
@@ -44,7 +49,7 @@ export function buildDecoderModel(config: ModelConfig, weights: DecoderWeightSou
   const b = new GraphBuilder(options.sink);
   const proj = new Projections(b, options.quantization);
 
-  const attention = new SlotAttention(b, config, slots);
+  const attention = new SlotAttention(b, config, slots, options.cacheDtype === 'float16' ? DataType.FLOAT16 : DataType.FLOAT);
   // cos/sin as RotaryEmbedding-23 takes them without position ids: [batch = 1][T][r/2].
   const cos3 = b.op('Unsqueeze', [DecoderIo.ropeCos, b.int64([0])]);
   const sin3 = b.op('Unsqueeze', [DecoderIo.ropeSin, b.int64([0])]);

@@ -2,7 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { BackendError, type ModelConfig, type WeightStore, readDecoderWeights } from '@ropeswitch/core';
+import { BackendError, type KvCacheDtype, type ModelConfig, type WeightStore, readDecoderWeights } from '@ropeswitch/core';
 import { ExternalDataWriter } from '../onnx/external-data-writer.js';
 import { encodeModel } from '../onnx/model-proto.js';
 import { EXPORTER_VERSION, buildDecoderModel } from './decoder-graph.js';
@@ -28,6 +28,8 @@ export interface ExportSettings {
   readonly slots: number;
   /** Absent: float32 projections. */
   readonly quantization?: QuantizationSettings;
+  /** Element type of the graph's cache inputs (absent: float32). */
+  readonly cacheDtype?: KvCacheDtype;
 }
 
 /** Where the weights of an export come from. */
@@ -51,6 +53,8 @@ export interface ExportManifest {
   /** sha256 of every tensor read (names, shapes, float32 bytes), computed while exporting. */
   readonly contentDigest: string;
   readonly slots: number;
+  /** The graph's cache element type (absent in exports made before float16 caches: float32). */
+  readonly cacheDtype?: KvCacheDtype;
   readonly quantization: QuantizationReport;
   readonly files: {
     readonly model: { readonly bytes: number; readonly sha256: string };
@@ -128,9 +132,11 @@ export function cachedExport(settings: ExportSettings, source: ExportSource, opt
 
 /** The cache key: exporter version, config, graph settings and the weights' identity, hashed. */
 export function exportKey(settings: ExportSettings, weightsId: string): string {
-  const { config, slots, quantization } = settings;
+  const { config, slots, quantization, cacheDtype } = settings;
+  // float16 caches are another graph; float32 keeps the key it had before they existed (no re-export).
+  const cache = cacheDtype === 'float16' ? { cacheDtype } : {};
   return createHash('sha256')
-    .update(JSON.stringify({ exporter: EXPORTER_VERSION, config, slots, quantization: quantization ?? null }))
+    .update(JSON.stringify({ exporter: EXPORTER_VERSION, config, slots, quantization: quantization ?? null, ...cache }))
     .update(weightsId)
     .digest('hex')
     .slice(0, 20);
@@ -192,6 +198,7 @@ function writeExport(
     built = buildDecoderModel(settings.config, source, {
       slots: settings.slots,
       ...(settings.quantization ? { quantization: settings.quantization } : {}),
+      ...(settings.cacheDtype ? { cacheDtype: settings.cacheDtype } : {}),
       sink: (t) => writer.add(t),
     });
   } finally {
@@ -206,6 +213,7 @@ function writeExport(
     keyedBy,
     contentDigest: hash.digest('hex'),
     slots: built.slots,
+    ...(settings.cacheDtype === 'float16' ? { cacheDtype: 'float16' as const } : {}),
     quantization: built.quantization,
     files: {
       model: { bytes: graph.length, sha256: createHash('sha256').update(graph).digest('hex') },

@@ -11,6 +11,9 @@ export interface AttentionShape {
   readonly headDim: number;
 }
 
+/** Element type of the caller-owned caches a graph takes (and of the new rows it returns). */
+export type CacheElemType = typeof DataType.FLOAT | typeof DataType.FLOAT16;
+
 /** One slot's token range and masks, shared by every layer. */
 interface SlotMasks {
   readonly start: string;
@@ -26,6 +29,12 @@ interface SlotMasks {
  * causally, to its own new tokens, never to another row's. Plain ai.onnx ops (opset ≥ 15), so the
  * exporter's graph and a rewritten onnxruntime-genai graph share it.
  *
+ * With float16 caches (`cacheElemType` `FLOAT16`: the storage of a core `Float16KvCache`), the
+ * past keys and values are cast to float32 inside the graph and attention runs in float32; the new
+ * rows are returned as float16 (the Cast rounds to nearest, ties to even) and the run's own tokens
+ * attend to those rounded rows too, so a sequence's results do not depend on how its prefill was
+ * cut into runs: every key and value attended to is the one the cache holds.
+ *
  * Scores are `MatMul(Q, Transpose(K))`: onnxruntime fuses the transpose of the cache into the
  * product, reading the keys in their stored layout (no copy); a transpose on the query side instead
  * selected a FusedMatMul path 3× slower (measured at cache 4096).
@@ -39,6 +48,7 @@ export class SlotAttention {
     private readonly b: GraphBuilder,
     private readonly shape: AttentionShape,
     readonly slots: number,
+    private readonly cacheElemType: CacheElemType = DataType.FLOAT,
   ) {
     const zero = b.float(0);
     const minusInf = b.float(-Infinity);
@@ -69,15 +79,16 @@ export class SlotAttention {
   cacheInputs(l: number): O.IValueInfoProto[] {
     const { numKvHeads, headDim } = this.shape;
     return Array.from({ length: this.slots }, (_, s) => [
-      valueInfo(DecoderIo.pastKey(l, s), DataType.FLOAT, [numKvHeads, `capacity_${s}`, headDim]),
-      valueInfo(DecoderIo.pastValue(l, s), DataType.FLOAT, [numKvHeads, `capacity_${s}`, headDim]),
+      valueInfo(DecoderIo.pastKey(l, s), this.cacheElemType, [numKvHeads, `capacity_${s}`, headDim]),
+      valueInfo(DecoderIo.pastValue(l, s), this.cacheElemType, [numKvHeads, `capacity_${s}`, headDim]),
     ]).flat();
   }
 
   /** Layer `l`'s new-row outputs (`new_key.{l}`, `new_value.{l}`). */
   newRowOutputs(l: number): O.IValueInfoProto[] {
     const { numKvHeads, headDim } = this.shape;
-    return [valueInfo(DecoderIo.newKey(l), DataType.FLOAT, [numKvHeads, 'tokens', headDim]), valueInfo(DecoderIo.newValue(l), DataType.FLOAT, [numKvHeads, 'tokens', headDim])];
+    const t = this.cacheElemType;
+    return [valueInfo(DecoderIo.newKey(l), t, [numKvHeads, 'tokens', headDim]), valueInfo(DecoderIo.newValue(l), t, [numKvHeads, 'tokens', headDim])];
   }
 
   /**
@@ -90,8 +101,16 @@ export class SlotAttention {
     const { numHeads, numKvHeads, headDim: D } = this.shape;
     const group = numHeads / numKvHeads;
     // New rows in cache layout [kvHead][T][D]: graph outputs, and this run's own keys/values.
-    const newK = b.op('Transpose', [k], { perm: attr.ints([1, 0, 2]) }, DecoderIo.newKey(l));
-    const newV = b.op('Transpose', [b.op('Reshape', [v, b.int64([-1, numKvHeads, D])])], { perm: attr.ints([1, 0, 2]) }, DecoderIo.newValue(l));
+    const half = this.cacheElemType === DataType.FLOAT16;
+    const rows = (x: string, name: string): string => {
+      const t = b.op('Transpose', [x], { perm: attr.ints([1, 0, 2]) }, half ? undefined : name);
+      // float16 caches: return the rows rounded, and attend to the rounded rows, as later runs will.
+      return half ? this.toFloat(b.op('Cast', [t], { to: attr.int(DataType.FLOAT16) }, name)) : t;
+    };
+    const newK = rows(k, DecoderIo.newKey(l));
+    const newV = rows(b.op('Reshape', [v, b.int64([-1, numKvHeads, D])]), DecoderIo.newValue(l));
+    const pastK = (s: number) => (half ? this.toFloat(DecoderIo.pastKey(l, s)) : DecoderIo.pastKey(l, s));
+    const pastV = (s: number) => (half ? this.toFloat(DecoderIo.pastValue(l, s)) : DecoderIo.pastValue(l, s));
     // Queries grouped by kv head: [kvHead][group][T][D] (query head h uses kv head h / group).
     const q4 = b.op('Transpose', [b.op('Reshape', [q, b.int64([-1, numKvHeads, group, D])])], { perm: attr.ints([1, 2, 0, 3]) });
     const keysT = (keys: string) => b.op('Transpose', [b.op('Unsqueeze', [keys, b.int64([1])])], { perm: attr.ints([0, 1, 3, 2]) });
@@ -100,17 +119,21 @@ export class SlotAttention {
       const qs = single ? q4 : b.op('Slice', [q4, start, stop, b.int64([2])]);
       const ks = single ? newK : b.op('Slice', [newK, start, stop, b.int64([1])]);
       const vs = single ? newV : b.op('Slice', [newV, start, stop, b.int64([1])]);
-      const pastScores = b.op('Add', [b.op('MatMul', [qs, keysT(DecoderIo.pastKey(l, s))]), pastMask]); // [kvHead][group][S][cap]
+      const pastScores = b.op('Add', [b.op('MatMul', [qs, keysT(pastK(s))]), pastMask]); // [kvHead][group][S][cap]
       const newScores = b.op('Add', [b.op('MatMul', [qs, keysT(ks)]), newMask]);
       const probs = b.op('Softmax', [b.op('Concat', [pastScores, newScores], { axis: attr.int(3) })], { axis: attr.int(-1) });
       const pastProbs = b.op('Slice', [probs, b.int64([0]), capacity, b.int64([3])]);
       const newProbs = b.op('Slice', [probs, capacity, this.end, b.int64([3])]);
       return b.op('Add', [
-        b.op('MatMul', [pastProbs, b.op('Unsqueeze', [DecoderIo.pastValue(l, s), b.int64([1])])]),
+        b.op('MatMul', [pastProbs, b.op('Unsqueeze', [pastV(s), b.int64([1])])]),
         b.op('MatMul', [newProbs, b.op('Unsqueeze', [vs, b.int64([1])])]),
       ]); // [kvHead][group][S][D]
     });
     const ctx = single ? contexts[0]! : b.op('Concat', contexts, { axis: attr.int(2) });
     return b.op('Reshape', [b.op('Transpose', [ctx], { perm: attr.ints([2, 0, 1, 3]) }), b.int64([-1, numHeads * D])]);
+  }
+
+  private toFloat(x: string): string {
+    return this.b.op('Cast', [x], { to: attr.int(DataType.FLOAT) });
   }
 }

@@ -6,8 +6,10 @@ import {
   type BackendCapabilities,
   BackendError,
   ConfigError,
-  CpuKvCache,
+  type CpuKvCache,
   CpuRerotation,
+  type Float16KvCache,
+  type KvCacheDtype,
   type ForwardRequest,
   type ForwardResult,
   type KvCache,
@@ -19,7 +21,8 @@ import {
   validateForwardRequest,
 } from '@ropeswitch/core';
 import type { InferenceSession } from 'onnxruntime-node';
-import { DecoderRunner } from '../backend/decoder-runner.js';
+import { DecoderRunner, createHostCache } from '../backend/decoder-runner.js';
+import { resolveCacheDtype } from '../backend/options.js';
 import { checkGenaiAgainstHf, readGenaiConfig } from './genai-config.js';
 import { type GenaiSessionOptions, createGenaiSession } from './genai-session.js';
 import { type GenaiAttentionRewrite, rewriteGenaiAttention } from './rewrite-genai-attention.js';
@@ -42,6 +45,11 @@ export interface GenaiOnnxBackendOptions {
   readonly rowsPerRun?: number;
   /** Tokens of one row per session run (default 512); longer rows run in pieces. */
   readonly prefillChunk?: number;
+  /**
+   * Element type of the caches (default `float32`): `float16` makes and takes core
+   * `Float16KvCache`s, the size of the model's own float16 caches, as `OnnxRuntimeBackend`'s option.
+   */
+  readonly cacheDtype?: KvCacheDtype;
 }
 
 /**
@@ -53,8 +61,9 @@ export interface GenaiOnnxBackendOptions {
  * share one session run. It then runs exactly like `OnnxRuntimeBackend` (the same
  * the `DecoderRunner`): any position ids, any regime per row, a shadow chunk beside its decode row.
  *
- * Caches are float32 {@link CpuKvCache}s (also for float16 models: their attention runs in float32),
- * appended to only once every row of a call has succeeded; `rerotateKeys` rotates them in place.
+ * Caches are float32 {@link CpuKvCache}s by default, also for float16 models (their attention runs
+ * in float32), or with `cacheDtype: 'float16'` {@link Float16KvCache}s (half the memory); appended
+ * to only once every row of a call has succeeded; `rerotateKeys` rotates them in place.
  */
 export class GenaiOnnxBackend implements Backend {
   readonly name = 'onnxruntime-genai';
@@ -70,11 +79,13 @@ export class GenaiOnnxBackend implements Backend {
     readonly rewrite: Omit<GenaiAttentionRewrite, 'model'>,
     anglePrecision: AnglePrecision,
     prefillChunk: number,
+    /** Element type of the caches this backend makes and takes (the `cacheDtype` option). */
+    readonly cacheDtype: KvCacheDtype,
   ) {
     this.session = session;
     this.capabilities = { cacheLocation: 'cpu', maxRows: Infinity, rerotateKeys: true, anglePrecision };
-    this.runner = new DecoderRunner(config, { slots: rewrite.slots, prefillChunk, anglePrecision });
-    this.rerotation = new CpuRerotation(config, { backendName: this.name, anglePrecision });
+    this.runner = new DecoderRunner(config, { slots: rewrite.slots, prefillChunk, anglePrecision, cacheDtype });
+    this.rerotation = new CpuRerotation(config, { backendName: this.name, anglePrecision, cacheDtype });
   }
 
   /**
@@ -89,6 +100,7 @@ export class GenaiOnnxBackend implements Backend {
   static async open(modelDir: string, options: GenaiOnnxBackendOptions = {}): Promise<GenaiOnnxBackend> {
     const slots = positiveOption('rowsPerRun', options.rowsPerRun, 4);
     const prefillChunk = positiveOption('prefillChunk', options.prefillChunk, 512);
+    const cacheDtype = resolveCacheDtype(options.cacheDtype);
     const genai = await readGenaiConfig(modelDir);
     const config = options.config ?? (await loadHfConfig(options.hfConfigDir ?? modelDir));
     checkGenaiAgainstHf(genai, config, join(modelDir, 'genai_config.json'));
@@ -105,22 +117,23 @@ export class GenaiOnnxBackend implements Backend {
       rotaryDim: config.rope.rotaryDim,
       maxPositions: config.maxPositionEmbeddings,
       names: genai.names,
+      cacheDtype,
     });
     checkRewrite(rewrite, config, modelPath);
     const session = await createGenaiSession(model, modelDir, options.sessionOptions);
-    return new GenaiOnnxBackend(config, session, rewrite, options.anglePrecision ?? 'float32', prefillChunk);
+    return new GenaiOnnxBackend(config, session, rewrite, options.anglePrecision ?? 'float32', prefillChunk, cacheDtype);
   }
 
-  createCache(): CpuKvCache {
-    const { numLayers, numKvHeads, headDim } = this.config;
-    return new CpuKvCache({ numLayers, numKvHeads, headDim });
+  /** An empty cache of the backend's `cacheDtype`: a {@link CpuKvCache}, or a {@link Float16KvCache}. */
+  createCache(): CpuKvCache | Float16KvCache {
+    return createHostCache(this.config, this.cacheDtype);
   }
 
   async forward(request: ForwardRequest): Promise<ForwardResult> {
     const session = this.session;
     if (!session) throw new BackendError('disposed', 'the onnxruntime-genai backend was disposed');
     validateForwardRequest(this.config, this.capabilities, request);
-    const caches = request.rows.map((row) => requireCpuCache(row.cache, this.name));
+    const caches = request.rows.map((row) => requireCpuCache(row.cache, this.name, this.cacheDtype));
     return this.runner.forward(session, request, caches);
   }
 

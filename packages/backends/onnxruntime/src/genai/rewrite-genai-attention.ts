@@ -1,4 +1,4 @@
-import { WeightsError } from '@ropeswitch/core';
+import { type KvCacheDtype, WeightsError } from '@ropeswitch/core';
 import type { onnx as O } from 'onnx-proto';
 import { DecoderIo } from '../export/decoder-io.js';
 import { GraphBuilder } from '../export/graph-builder.js';
@@ -21,6 +21,8 @@ export interface GenaiRewriteOptions {
   readonly maxPositions: number;
   /** I/O names from `genai_config.json`. */
   readonly names: GenaiIoNames;
+  /** Element type of the caller-owned caches (default `float32`; `float16`: core `Float16KvCache`s, cast to float32 for attention). */
+  readonly cacheDtype?: KvCacheDtype;
 }
 
 /** What {@link rewriteGenaiAttention} made. */
@@ -49,8 +51,9 @@ export interface GenaiAttentionRewrite {
  *   `past_lengths`), the rest of the graph (norms, `MatMul` / `MatMulNBits` projections, MLP)
  *   being per token;
  * - only the tokens in `logits_index` reach the LM head; `logits` is float32 `[N][vocab]`;
- * - float16 models (the GPU / web `q4f16` builds) compute attention in float32 with float32 caches
- *   (a Cast of q, k, v in and of the context out), the rest of the graph as it is;
+ * - float16 models (the GPU / web `q4f16` builds) compute attention in float32 (a Cast of q, k, v
+ *   in and of the context out), the rest of the graph as it is; the caches are float32, or with
+ *   `cacheDtype: 'float16'` binary16 (cast to float32 inside, new rows returned rounded);
  * - a sliding window at least as long as the model's positions (it never applies) is dropped;
  * - what only fed the old attention goes: the attention-mask subgraph, the rotary-table `If` and its
  *   tables, the `attention_mask` and `past_key_values.*` inputs, the `present.*` outputs.
@@ -96,7 +99,8 @@ export function rewriteGenaiAttention(modelBytes: Uint8Array, options: GenaiRewr
   const idsBatch = b.op('Unsqueeze', [DecoderIo.inputIds, b.int64([0])]);
   const tokens = b.op('Shape', [DecoderIo.inputIds]);
   const positionIds = b.op('Unsqueeze', [b.op('Range', [b.int64([0], []), b.op('Squeeze', [tokens]), b.int64([1], [])]), b.int64([0])]);
-  const attention = new SlotAttention(b, { numHeads, numKvHeads: kvNumHeads, headDim: D }, slots);
+  const cacheElem = options.cacheDtype === 'float16' ? DataType.FLOAT16 : DataType.FLOAT;
+  const attention = new SlotAttention(b, { numHeads, numKvHeads: kvNumHeads, headDim: D }, slots, cacheElem);
   const prelude = b.nodes.splice(0);
 
   const toFloat = (x: string) => (half16 ? b.op('Cast', [x], { to: attr.int(DataType.FLOAT) }) : x);

@@ -1,0 +1,193 @@
+import { CacheError } from '../errors.js';
+import type { KvCache, KvCacheLayout } from './kv-cache.js';
+import { RecordedKvCache } from './recorded-kv-cache.js';
+
+/** Element type of a host KV cache's storage. */
+export type KvCacheDtype = 'float32' | 'float16';
+
+/** A host cache's elements: float32 values (`float32`), or IEEE binary16 bit patterns (`float16`). */
+export type KvElements = Float32Array | Uint16Array;
+
+/** A run of `length` elements a {@link KvBlockStorage} handed out. */
+export interface KvBlock<A extends KvElements> {
+  /**
+   * The elements, as a view derived on each read: storage that can move or grow (WebAssembly
+   * memory, whose growth detaches earlier views) returns a fresh view of the same elements.
+   */
+  readonly view: A;
+  /** Gives the elements back; the block is not used afterwards. */
+  free(): void;
+}
+
+/** Where an {@link ArrayKvCache} keeps its keys and values. */
+export interface KvBlockStorage<A extends KvElements> {
+  /**
+   * `length` zeroed elements. A cache passes the layer the block holds, so storage that keeps
+   * layers apart (one WebAssembly memory per group of layers) can place it; other storage ignores it.
+   */
+  allocate(length: number, layer?: number): KvBlock<A>;
+}
+
+/** Storage of fresh typed arrays on the JS heap, freed by the garbage collector. */
+export function heapKvStorage<A extends KvElements>(make: (length: number) => A): KvBlockStorage<A> {
+  return {
+    allocate: (length) => {
+      const view = make(length);
+      return { view, free: () => undefined };
+    },
+  };
+}
+
+/**
+ * A KV cache in host typed arrays, whatever their element type: the storage half of
+ * {@link CpuKvCache} (`Float32Array`) and {@link Float16KvCache} (`Uint16Array` of binary16 bits),
+ * which add only their element type, so allocation, growth, copy and hand-over are written once.
+ *
+ * Memory layout, per layer, for keys and values alike: `[kvHead][index][headDim]` with room for
+ * `capacity` indices per head, so attention for one head scans one contiguous block. Keys are
+ * stored after RoPE (and the attention factor), as HF transformers caches them. Capacity grows by
+ * doubling, or to exactly a reservation past double (a planned length); a grow copies each head's
+ * rows once.
+ *
+ * Backends write a forward's new rows past `length` (after {@link reserve}) and then call
+ * {@link commit}: until the commit the cache's visible contents are unchanged, so a forward that
+ * fails half-way leaves it as it was. Token ids, positions and regimes are kept by a
+ * {@link RecordedKvCache}'s record, as in the GPU backend's cache.
+ */
+export abstract class ArrayKvCache<A extends KvElements> extends RecordedKvCache {
+  readonly location = 'cpu' as const;
+  /** What the storage holds: float32 values or binary16 bits. */
+  abstract readonly dtype: KvCacheDtype;
+  protected keyData: KvBlock<A>[];
+  protected valueData: KvBlock<A>[];
+
+  /** @param storage Where the key and value storage lives. A cache's clones use the same storage. */
+  constructor(
+    layout: KvCacheLayout,
+    initialCapacity: number,
+    protected storage: KvBlockStorage<A>,
+  ) {
+    super(layout, initialCapacity);
+    this.keyData = this.allocLayers(this.record.capacity);
+    this.valueData = this.allocLayers(this.record.capacity);
+  }
+
+  get byteLength(): number {
+    const { numLayers, numKvHeads, headDim } = this.layout;
+    const bytes = this.dtype === 'float16' ? 2 : 4;
+    return this.disposed ? 0 : 2 * numLayers * numKvHeads * this.capacity * headDim * bytes;
+  }
+
+  /**
+   * The key storage of `layer` (`[kvHead][index][headDim]`, `capacity` indices per head). Valid
+   * until the next `reserve`, and, for storage that can grow, until its next allocation.
+   */
+  keys(layer: number): A {
+    this.record.assertLive();
+    return this.keyData[layer]!.view;
+  }
+
+  /** The value storage of `layer`, laid out like {@link keys}. */
+  values(layer: number): A {
+    this.record.assertLive();
+    return this.valueData[layer]!.view;
+  }
+
+  /** Offset of cache index `index` of `kvHead` in a layer's key or value storage. */
+  offset(kvHead: number, index: number): number {
+    return (kvHead * this.capacity + index) * this.layout.headDim;
+  }
+
+  /** Makes room for `extra` more rows without changing what is visible. */
+  reserve(extra: number): void {
+    const cap = this.record.grownCapacity(extra);
+    if (cap === undefined) return;
+    // The old blocks are freed only once every new one is in place: a failed allocation (a storage
+    // at its limit) leaves the cache as it was.
+    const old = [...this.keyData, ...this.valueData];
+    const layers = this.keyData.length;
+    const grown: KvBlock<A>[] = [];
+    try {
+      for (const [i, b] of old.entries()) grown.push(this.regrow(b, cap, i % layers));
+    } catch (e) {
+      for (const b of grown) b.free();
+      throw e;
+    }
+    for (const b of old) b.free();
+    this.keyData = grown.slice(0, layers);
+    this.valueData = grown.slice(layers);
+    this.record.grow(cap);
+  }
+
+  replaceWith(other: KvCache): void {
+    this.record.assertLive();
+    if (other === this) return;
+    if (!this.isSameKind(other)) {
+      const what = other instanceof ArrayKvCache ? `a ${other.dtype} one` : `a ${other.location} cache of another kind`;
+      throw new CacheError('foreign-cache', `cannot replace a ${this.dtype} CPU cache with ${what}`);
+    }
+    this.record.takeOver(other.record);
+    this.freeBlocks();
+    this.storage = other.storage;
+    this.keyData = other.keyData;
+    this.valueData = other.valueData;
+    // The blocks now belong to this cache: disposing `other` must not free them.
+    other.keyData = [];
+    other.valueData = [];
+    other.dispose();
+  }
+
+  dispose(): void {
+    this.record.dispose();
+    this.freeBlocks();
+  }
+
+  /** Whether `other` holds the same element type (and so can hand this cache its blocks). */
+  protected abstract isSameKind(other: KvCache): other is ArrayKvCache<A>;
+
+  /**
+   * A copy of this cache: `make(capacity)` a fresh cache of the same kind with the capacity of the
+   * record's copy (which may be smaller than this cache's), then the visible rows and the record.
+   */
+  protected copyInto<C extends ArrayKvCache<A>>(make: (capacity: number) => C): C {
+    const record = this.record.copy();
+    const c = make(record.capacity);
+    const { numKvHeads, headDim } = this.layout;
+    const rows = this.length * headDim;
+    for (let l = 0; l < this.layout.numLayers; l++) {
+      for (let h = 0; h < numKvHeads; h++) {
+        const from = this.offset(h, 0);
+        const to = c.offset(h, 0);
+        c.keyData[l]!.view.set(this.keyData[l]!.view.subarray(from, from + rows), to);
+        c.valueData[l]!.view.set(this.valueData[l]!.view.subarray(from, from + rows), to);
+      }
+    }
+    c.record = record;
+    return c;
+  }
+
+  private freeBlocks(): void {
+    for (const b of this.keyData) b.free();
+    for (const b of this.valueData) b.free();
+    this.keyData = [];
+    this.valueData = [];
+  }
+
+  private allocLayers(cap: number): KvBlock<A>[] {
+    const { numLayers, numKvHeads, headDim } = this.layout;
+    return Array.from({ length: numLayers }, (_, layer) => this.storage.allocate(numKvHeads * cap * headDim, layer));
+  }
+
+  private regrow(old: KvBlock<A>, cap: number, layer: number): KvBlock<A> {
+    const { numKvHeads, headDim } = this.layout;
+    const block = this.storage.allocate(numKvHeads * cap * headDim, layer);
+    // Views after the allocation: growing the storage may have moved or detached older ones.
+    const next = block.view;
+    const from0 = old.view;
+    for (let h = 0; h < numKvHeads; h++) {
+      const from = h * this.capacity * headDim;
+      next.set(from0.subarray(from, from + this.length * headDim), h * cap * headDim);
+    }
+    return block;
+  }
+}
