@@ -1,4 +1,4 @@
-import { type Backend, CpuKvCache, type RopeSchedule, SeededRandom, rerotateCpuKeys } from '@ropeswitch/core';
+import { type Backend, CpuKvCache, Float16KvCache, type RopeSchedule, SeededRandom, float32ToFloat16, rerotateCpuKeys } from '@ropeswitch/core';
 import { median } from './statistics.js';
 
 /** Rotating a cache's keys into the next regime, set against copying those keys once. */
@@ -23,16 +23,17 @@ const COPIES_PER_SAMPLE = 8;
  * `rerotateKeys`, else the core CPU rotation, each on a fresh clone made outside the timer) and the
  * median of several copies of the keys. The cache is filled with seeded random keys and values, not
  * prefilled: a rotation's cost does not depend on what the keys hold, and a prefill of L tokens is
- * minutes at the Phi-3 shape on a slow backend. `undefined` when the backend's caches are not on
- * the CPU (no key arrays to copy).
+ * minutes at the Phi-3 shape on a slow backend. float16 caches (onnxruntime's `cacheDtype`) are
+ * measured the same way, their copy moving half the bytes. `undefined` when the backend's caches
+ * are not on the CPU (no key arrays to copy).
  */
 export async function measureRerotation(backend: Backend, schedule: RopeSchedule, tokens: number, seed: number): Promise<RerotationCost | undefined> {
   const cache = backend.createCache();
   try {
-    if (!(cache instanceof CpuKvCache)) return undefined;
+    if (!(cache instanceof CpuKvCache || cache instanceof Float16KvCache)) return undefined;
     fillRandom(cache, tokens, schedule, seed);
     const to = schedule.regimeFor(tokens + 1);
-    const rotate = async (c: CpuKvCache) =>
+    const rotate = async (c: CpuKvCache | Float16KvCache) =>
       backend.rerotateKeys ? backend.rerotateKeys(c, to) : rerotateCpuKeys(c, to, schedule.pairing, backend.capabilities.anglePrecision);
     const rotations: number[] = [];
     for (let k = 0; k < ROTATIONS; k++) {
@@ -44,7 +45,7 @@ export async function measureRerotation(backend: Backend, schedule: RopeSchedule
     }
     const { numLayers } = cache.layout;
     const sources = Array.from({ length: numLayers }, (_, l) => cache.keys(l));
-    const targets = sources.map((keys) => new Float32Array(keys.length));
+    const targets = sources.map((keys) => (keys instanceof Float32Array ? new Float32Array(keys.length) : new Uint16Array(keys.length)));
     const copies: number[] = [];
     for (let k = 0; k < ROTATIONS; k++) {
       const t0 = performance.now();
@@ -58,7 +59,7 @@ export async function measureRerotation(backend: Backend, schedule: RopeSchedule
 }
 
 /** `tokens` positions of seeded uniform keys and values, committed under the regime of length `tokens`. */
-function fillRandom(cache: CpuKvCache, tokens: number, schedule: RopeSchedule, seed: number): void {
+function fillRandom(cache: CpuKvCache | Float16KvCache, tokens: number, schedule: RopeSchedule, seed: number): void {
   cache.reserve(tokens);
   const random = new SeededRandom(seed);
   const { numLayers, numKvHeads, headDim } = cache.layout;
@@ -66,7 +67,9 @@ function fillRandom(cache: CpuKvCache, tokens: number, schedule: RopeSchedule, s
     for (const data of [cache.keys(l), cache.values(l)]) {
       for (let g = 0; g < numKvHeads; g++) {
         const from = cache.offset(g, 0);
-        for (let i = from; i < from + tokens * headDim; i++) data[i] = random.uniform(-2, 2);
+        const run = Float32Array.from({ length: tokens * headDim }, () => random.uniform(-2, 2));
+        if (data instanceof Float32Array) data.set(run, from);
+        else data.set(float32ToFloat16(run), from);
       }
     }
   }
