@@ -559,6 +559,40 @@ describe('reference backend: logits option', () => {
 
     for (const c of [c0, cDefault, c1, cn]) expect(snapshotByLayer(c)).toEqual(snapshotByLayer(cn));
   });
+
+  // A batch of rows asking for 0, 1, some or all positions' logits, shadow-chunk first as
+  // shadowPrefill sends it: the logits of the positions asked for and every cache, bit for bit, as
+  // when every row asks for all of them (kept activation views reused across shapes must not leak).
+  for (const name of MODEL_NAMES) {
+    it(`rows asking for fewer logits get the same logits and caches, bit for bit (${name})`, async () => {
+      const m = model(name);
+      const rand = seeded(0x1a57 + name.length);
+      const vocab = m.config.vocabSize;
+      for (let k = 0; k < 12; k++) {
+        const rows: ForwardRow[] = [];
+        // A shadow-like chunk (no logits) first, as shadowPrefill sends it, then rows asking for 1, some or all positions.
+        for (const want of [0, 1, 'some', 'all', 1] as const) {
+          const cache = m.backend.createCache();
+          const past = randInt(rand, 0, 5);
+          if (past > 0) await run(m, cache, randomTokens(rand, past, vocab), m.before, 0);
+          const n = randInt(rand, 1, 6);
+          const logits = want === 'all' ? n : want === 'some' ? randInt(rand, 0, n) : Math.min(want, n);
+          rows.push({ tokens: randomTokens(rand, n, vocab), positions: range(cache.length, n), cache, regime: pick(rand, m.regimes), logits });
+        }
+        const order = rand() < 0.5 ? rows : rows.slice().reverse();
+        const every = order.map((row) => ({ ...row, cache: row.cache.clone(), logits: row.tokens.length }));
+        const got = await m.backend.forward({ rows: order });
+        const full = await m.backend.forward({ rows: every });
+        order.forEach((row, r) => {
+          const count = row.logits!;
+          const tail = full.rows[r]!.data.subarray((row.tokens.length - count) * vocab);
+          expect(got.rows[r]!.count).toBe(count);
+          expect(Array.from(got.rows[r]!.data), `case ${k} row ${r}`).toEqual(Array.from(tail));
+          expect(snapshotByLayer(row.cache)).toEqual(snapshotByLayer(every[r]!.cache));
+        });
+      }
+    });
+  }
 });
 
 // ---------------------------------------------------------------------------------------------
