@@ -21,7 +21,7 @@ import { type RowPiece, forwardInRuns, wantedLogits } from './row-runs.js';
  */
 const COMPACT_LIMIT_BYTES = 256 * 2 ** 20;
 
-/** A cache a {@link DecoderRunner} runs on: float32, or binary16 bits (`cacheDtype: 'float16'`). */
+/** A cache this backend's graphs run on: float32, or binary16 bits (`cacheDtype: 'float16'`). */
 export type HostKvCache = CpuKvCache | Float16KvCache;
 
 /** An empty host cache of `config`'s layout and element type `dtype`. */
