@@ -174,6 +174,7 @@ describe('ropeswitch bench: the size of what ran', () => {
     expect(report.model.checkpointBytes).toBe(4 * report.model.parameters); // make-tiny writes float32
     expect(report.model.parameters).toBeGreaterThan(2 * 128 * 64);
     expect(report.settings.budgetMinutes).toBe(20);
+    expect(report.settings.backendFlags).toBeUndefined(); // no backend flag given
     for (const s of report.scenarios) expect(s).toMatchObject({ backends: ['reference'], adjustments: [] });
     for (const r of report.runs) {
       expect(r.cost.peakRssBytes, `${r.scenario} ${r.policy}`).toBeGreaterThan(r.cost.peakCacheBytes);
@@ -187,9 +188,11 @@ describe('ropeswitch bench: the size of what ran', () => {
 describe('ropeswitch bench, other models and options', () => {
   it('a scenario estimated over --budget-minutes: far brought nearer L, the shadow spread over the steps left, exact policies still exact, the report saying so', async () => {
     const dir = await tempDir();
-    const r = await runCli(['bench', '--model', 'builtin', '--scenarios', 'far', '--policies', 're-prefill,shadow-prefill', '--repeats', '1', '--no-task', '--budget-minutes', '0.0001', '--out', dir]);
+    const r = await runCli(['bench', '--model', 'builtin', '--scenarios', 'far', '--policies', 're-prefill,shadow-prefill', '--repeats', '1', '--no-task', '--budget-minutes', '0.0001', '--threads', '1', '--out', dir]);
     expect(r.code, r.stderr).toBe(0);
     const small = JSON.parse(await readFile(join(dir, 'report.json'), 'utf8')) as BenchReport;
+    expect(small.settings.backendFlags).toEqual({ threads: 1 });
+    expect(r.stdout).toContain('- backend flags: threads 1');
     const [far] = small.scenarios;
     expect(far!.promptTokens).toBe(4096 - 128);
     expect(far!.crossingStep).toBe(129);

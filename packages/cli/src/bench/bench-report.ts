@@ -46,6 +46,11 @@ export interface BenchSettings {
    * oracle before the crossing dropped, the far scenario shortened); `null`: never.
    */
   readonly budgetMinutes: number | null;
+  /**
+   * The backend flags given (`--threads`, `--quantize`, `--weights`, `--cache-dtype`), as the CLI
+   * parsed them; absent flags are the backends' defaults.
+   */
+  readonly backendFlags?: Readonly<Record<string, string | number>>;
 }
 
 export interface BenchScenario {

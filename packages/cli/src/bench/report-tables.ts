@@ -209,6 +209,7 @@ export function runDetails(report: BenchReport): (readonly [string, string])[] {
     ['threshold L', formatCount(report.threshold)],
     ['machine', `${machine.cpu} × ${machine.cores}, ${machine.platform}, node ${machine.node}`],
     ['backends', settings.backends.join(', ')],
+    ...(settings.backendFlags ? [['backend flags', Object.entries(settings.backendFlags).map(([k, v]) => `${k} ${v}`).join(', ')] as const] : []),
     ['policies', settings.policies.join(', ')],
     ['scenarios', settings.scenarios.join(', ')],
     ['new tokens', formatCount(settings.newTokens)],

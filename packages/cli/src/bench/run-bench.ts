@@ -111,6 +111,7 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
       repeats: options.repeats,
       quick: options.quick,
       budgetMinutes: budgetMs === null ? null : budgetMs / 60_000,
+      ...(options.settings && Object.keys(options.settings).length > 0 ? { backendFlags: { ...options.settings } } : {}),
     },
     scenarios: scenarioEntries(options.scenarios, plans),
     runs,
