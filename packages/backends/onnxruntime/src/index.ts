@@ -1,5 +1,4 @@
 export { OnnxRuntimeBackend } from './backend/onnxruntime-backend.js';
-export type { HostKvCache } from './backend/decoder-runner.js';
 export type { ExecutionProviderName, OnnxRuntimeBackendOptions } from './backend/options.js';
 export { CUDA_HOWTO } from './backend/execution-provider.js';
 export { type RowPiece, type RunLimits, type RunPieces, forwardInRuns, planRuns, wantedLogits } from './backend/row-runs.js';

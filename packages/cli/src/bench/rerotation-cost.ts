@@ -1,4 +1,4 @@
-import { type Backend, CpuKvCache, Float16KvCache, type RopeSchedule, SeededRandom, float32ToFloat16, rerotateCpuKeys } from '@ropeswitch/core';
+import { type Backend, CpuKvCache, Float16KvCache, type HostKvCache, type RopeSchedule, SeededRandom, float32ToFloat16, rerotateCpuKeys } from '@ropeswitch/core';
 import { median } from './statistics.js';
 
 /** Rotating a cache's keys into the next regime, set against copying those keys once. */
@@ -33,7 +33,7 @@ export async function measureRerotation(backend: Backend, schedule: RopeSchedule
     if (!(cache instanceof CpuKvCache || cache instanceof Float16KvCache)) return undefined;
     fillRandom(cache, tokens, schedule, seed);
     const to = schedule.regimeFor(tokens + 1);
-    const rotate = async (c: CpuKvCache | Float16KvCache) =>
+    const rotate = async (c: HostKvCache) =>
       backend.rerotateKeys ? backend.rerotateKeys(c, to) : rerotateCpuKeys(c, to, schedule.pairing, backend.capabilities.anglePrecision);
     const rotations: number[] = [];
     for (let k = 0; k < ROTATIONS; k++) {
@@ -59,7 +59,7 @@ export async function measureRerotation(backend: Backend, schedule: RopeSchedule
 }
 
 /** `tokens` positions of seeded uniform keys and values, committed under the regime of length `tokens`. */
-function fillRandom(cache: CpuKvCache | Float16KvCache, tokens: number, schedule: RopeSchedule, seed: number): void {
+function fillRandom(cache: HostKvCache, tokens: number, schedule: RopeSchedule, seed: number): void {
   cache.reserve(tokens);
   const random = new SeededRandom(seed);
   const { numLayers, numKvHeads, headDim } = cache.layout;

@@ -1,5 +1,5 @@
 import { ArrayKvCache, CpuKvCache, Float16KvCache, type KvCacheDtype } from '../cache/index.js';
-import type { KvCache } from '../cache/index.js';
+import type { HostKvCache, KvCache } from '../cache/index.js';
 import { BackendError } from '../errors.js';
 
 /**
@@ -10,9 +10,9 @@ import { BackendError } from '../errors.js';
  */
 export function requireCpuCache(cache: KvCache, backendName: string): CpuKvCache;
 export function requireCpuCache(cache: KvCache, backendName: string, dtype: 'float16'): Float16KvCache;
-export function requireCpuCache(cache: KvCache, backendName: string, dtype: KvCacheDtype): CpuKvCache | Float16KvCache;
-export function requireCpuCache(cache: KvCache, backendName: string, dtype: KvCacheDtype = 'float32'): CpuKvCache | Float16KvCache {
-  if (dtype === 'float32' ? cache instanceof CpuKvCache : cache instanceof Float16KvCache) return cache as CpuKvCache | Float16KvCache;
+export function requireCpuCache(cache: KvCache, backendName: string, dtype: KvCacheDtype): HostKvCache;
+export function requireCpuCache(cache: KvCache, backendName: string, dtype: KvCacheDtype = 'float32'): HostKvCache {
+  if (dtype === 'float32' ? cache instanceof CpuKvCache : cache instanceof Float16KvCache) return cache as HostKvCache;
   if (cache instanceof ArrayKvCache) {
     throw new BackendError('cache-type', `the ${backendName} backend computes on ${dtype} caches (its cacheDtype '${dtype}'), not on a ${cache.dtype} one: make caches with its createCache()`);
   }

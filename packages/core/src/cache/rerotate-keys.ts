@@ -4,8 +4,8 @@ import type { RerotationTableCache } from '../rope/rerotation-table-cache.js';
 import { type HeadBlock, rotateBlocks } from '../rope/rotate-blocks.js';
 import { type RotaryTables, rerotationTables } from '../rope/rotary-tables.js';
 import { CacheError } from '../errors.js';
-import type { CpuKvCache } from './cpu-kv-cache.js';
 import type { Float16KvCache } from './float16-kv-cache.js';
+import type { HostKvCache } from './host-kv-cache.js';
 import { float16ToFloat32, float32ToFloat16 } from './float16-values.js';
 
 /** (layer, kvHead) blocks of a float16 cache widened to float32 at a time: four, the rotation kernel's stride. */
@@ -28,7 +28,7 @@ const FLOAT16_GROUP = 4;
  * into scratch at a time) and stored back rounded to nearest, ties to even.
  */
 export function rerotateCpuKeys(
-  cache: CpuKvCache | Float16KvCache,
+  cache: HostKvCache,
   to: RopeRegime,
   pairing: RopePairing,
   precision: AnglePrecision = 'float32',

@@ -5,6 +5,7 @@ import {
   Float16KvCache,
   type ForwardRequest,
   type ForwardResult,
+  type HostKvCache,
   type KvCacheDtype,
   type KvElements,
   type ModelConfig,
@@ -20,9 +21,6 @@ import { type RowPiece, forwardInRuns, wantedLogits } from './row-runs.js';
  * keys and values) stays under this size: a 32-layer Phi-3-mini cache of 4096 rows is 3.2 GB.
  */
 const COMPACT_LIMIT_BYTES = 256 * 2 ** 20;
-
-/** A cache this backend's graphs run on: float32, or binary16 bits (`cacheDtype: 'float16'`). */
-export type HostKvCache = CpuKvCache | Float16KvCache;
 
 /** An empty host cache of `config`'s layout and element type `dtype`. */
 export function createHostCache(config: ModelConfig, dtype: KvCacheDtype): HostKvCache {

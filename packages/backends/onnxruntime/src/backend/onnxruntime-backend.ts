@@ -14,6 +14,7 @@ import {
   type WeightStore,
   requireCpuCache,
   validateForwardRequest,
+  type HostKvCache,
 } from '@ropeswitch/core';
 import * as ort from 'onnxruntime-node';
 import { type CachedExport, cachedExport } from '../export/model-cache.js';
@@ -106,7 +107,7 @@ export class OnnxRuntimeBackend implements Backend {
   }
 
   /** An empty cache of the backend's `cacheDtype`: a {@link CpuKvCache}, or a {@link Float16KvCache}. */
-  createCache(): CpuKvCache | Float16KvCache {
+  createCache(): HostKvCache {
     return createHostCache(this.config, this.cacheDtype);
   }
 

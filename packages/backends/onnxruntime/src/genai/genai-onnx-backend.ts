@@ -19,6 +19,7 @@ import {
   loadModelConfig,
   requireCpuCache,
   validateForwardRequest,
+  type HostKvCache,
 } from '@ropeswitch/core';
 import type { InferenceSession } from 'onnxruntime-node';
 import { DecoderRunner, createHostCache } from '../backend/decoder-runner.js';
@@ -125,7 +126,7 @@ export class GenaiOnnxBackend implements Backend {
   }
 
   /** An empty cache of the backend's `cacheDtype`: a {@link CpuKvCache}, or a {@link Float16KvCache}. */
-  createCache(): CpuKvCache | Float16KvCache {
+  createCache(): HostKvCache {
     return createHostCache(this.config, this.cacheDtype);
   }
 
