@@ -16,6 +16,9 @@ export default defineConfig({
       // The more specific subpath first: an alias also matches as a path prefix.
       '@ropeswitch/backend-webgpu/node': src('./packages/backends/webgpu/src/node.ts'),
       '@ropeswitch/backend-webgpu': src('./packages/backends/webgpu/src/index.ts'),
+      // The private test fixtures (never built), subpath first for the same reason.
+      '@ropeswitch/testkit/vitest': src('./packages/testkit/src/vitest.ts'),
+      '@ropeswitch/testkit': src('./packages/testkit/src/index.ts'),
     },
   },
   test: {

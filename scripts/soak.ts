@@ -24,7 +24,7 @@ import { ReferenceBackend } from '@ropeswitch/backend-reference';
 import { makeTinyModel, writeRandomCheckpoint } from '@ropeswitch/cli';
 import { type Backend, type CachePolicy, Session, argmax, createRopeSchedule, loadCheckpoint, wrapBackend } from '@ropeswitch/core';
 import { rePrefill, shadowPrefill, stale } from '@ropeswitch/policies';
-import { TINY_LLAMA } from '../packages/core/src/config/test-configs.js';
+import { TINY_LLAMA } from '@ropeswitch/testkit';
 
 const { values } = parseArgs({
   options: { total: { type: 'string' }, every: { type: 'string' }, 'dynamic-total': { type: 'string' }, 'dynamic-every': { type: 'string' }, only: { type: 'string' }, policies: { type: 'string' } },

@@ -11,7 +11,7 @@
  */
 import { type Backend, SeededRandom, Session, type PolicyEvent, generate, wrapBackend } from '@ropeswitch/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type TinyModel, randomIds, tinyDynamicNtk, tinyLongRope } from '../packages/policies/src/test-support/tiny-longrope.js';
+import { type TinyModel, randomIds, tinyDynamicNtk, tinyLongRope } from '@ropeswitch/testkit';
 import { type AbortingBackend, abortingBackend } from './support/fault-injection.js';
 import { POLICY_CASES, type PolicyCase } from './support/policy-cases.js';
 

@@ -94,6 +94,13 @@ const EXPECTATIONS: Readonly<Record<string, Expectation>> = {
       expect(diff(steps[rotated]!)).toBeGreaterThan(1e-2);
     },
   },
+  'custom-policy.ts': {
+    contains: ['events re-prefill@65', 'same tokens as rePrefill(): true; same logits, bit for bit: true'],
+    check: (stdout) => {
+      // The rebuilt cache keeps the copy going past the crossing (a stale one falls to chance there).
+      expect(Number(/copied (\d+)\/56/.exec(stdout)![1])).toBeGreaterThanOrEqual(54);
+    },
+  },
   'custom-loop.ts': {
     contains: ['10/10 steps agree with the oracle', 'event rope-regime-change from warn-only at length 65', 'event re-prefill from re-prefill at length 65', 'cache regimes now: longrope:long'],
     check: (stdout) => {

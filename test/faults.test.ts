@@ -33,7 +33,7 @@ import {
   snapshot,
   tinyDynamicNtk,
   tinyLongRope,
-} from '../packages/policies/src/test-support/tiny-longrope.js';
+} from '@ropeswitch/testkit';
 import { type Exactness, type PolicyCase, POLICY_CASES } from './support/policy-cases.js';
 import { FAULT_KINDS, type FaultInjector, type FaultKind, InjectedError, causeChain, faultInjector, findCode } from './support/fault-injection.js';
 

@@ -10,7 +10,7 @@
  */
 import { type Backend, SeededRandom, wrapBackend } from '@ropeswitch/core';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { type TinyModel, randomIds, tinyDynamicNtk, tinyLongRope } from '../packages/policies/src/test-support/tiny-longrope.js';
+import { type TinyModel, randomIds, tinyDynamicNtk, tinyLongRope } from '@ropeswitch/testkit';
 import { type GreedyTrace, SteppedSequence, batchedGreedy, worstStepDiff } from './conformance/policy-runs.js';
 import { POLICY_CASES, type PolicyCase } from './support/policy-cases.js';
 

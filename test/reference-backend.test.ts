@@ -21,7 +21,7 @@ import {
 import { ReferenceBackend } from '@ropeswitch/backend-reference';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SeededRandom, writeRandomCheckpoint } from '../packages/cli/src/index.js';
-import { TINY_BASE_JSON, TINY_LONGROPE_JSON, snapshotByLayer } from '../packages/policies/src/test-support/tiny-longrope.js';
+import { TINY_BASE_JSON, TINY_LONGROPE_JSON, snapshotByLayer } from '@ropeswitch/testkit';
 import { maxAbsDiff } from './support/fixtures.js';
 
 /** A seeded uniform [0, 1) source. */

@@ -15,7 +15,7 @@ import { BackendError, type KvCache, SeededRandom, type WeightStore, createRopeS
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeTinyModel } from '../packages/cli/src/index.js';
 import type { WasmKernels } from '../packages/backends/reference/src/kernels/wasm/wasm-kernels.js';
-import { snapshotByLayer } from '../packages/policies/src/test-support/tiny-longrope.js';
+import { snapshotByLayer } from '@ropeswitch/testkit';
 import { maxAbsDiff } from './support/fixtures.js';
 
 const bits = (x: Float32Array) => Array.from(new Uint32Array(x.buffer.slice(x.byteOffset, x.byteOffset + 4 * x.length)));

@@ -8,6 +8,7 @@ import {
   CpuKvCache,
   type KvCache,
   type PolicyEvent,
+  type PolicyBackend,
   type PolicyRequest,
   type PolicyResult,
   type PolicyRow,
@@ -18,7 +19,7 @@ import {
 } from '@ropeswitch/core';
 import type { HfExpected } from '../support/fixtures.js';
 
-export { pinnedSchedule } from '../../packages/policies/src/test-support/pinned-schedule.js';
+export { pinnedSchedule } from '@ropeswitch/testkit';
 
 /** Reads the keys of one layer of a cache, `[kvHead][index][headDim]` for its `length` indices. */
 export type LayerKeyReader = (cache: KvCache, layer: number) => Float32Array | Promise<Float32Array>;
@@ -130,7 +131,7 @@ export class SteppedSequence implements GreedyTrace {
  * `prefill` on prompt rows.
  */
 export async function batchedGreedy(
-  backend: Backend,
+  backend: PolicyBackend,
   schedule: RopeSchedule,
   prompts: readonly (readonly number[])[],
   maxNewTokens: number,
@@ -153,7 +154,7 @@ export async function batchedGreedy(
         };
       });
       const request: PolicyRequest = { rows };
-      const result = (await backend.forward(request)) as PolicyResult;
+      const result = await backend.forward(request);
       result.rows.forEach((row, i) => {
         const trace = traces[i]!;
         trace.logits.push(row.data);
@@ -163,7 +164,7 @@ export async function batchedGreedy(
     }
   } finally {
     for (const cache of caches) {
-      backend.releaseSequence?.(cache);
+      backend.releaseSequence(cache);
       cache.dispose();
     }
   }

@@ -49,7 +49,7 @@ export class InjectedError extends Error {
   override readonly name = 'InjectedError';
 }
 
-/** Wraps `inner` with a {@link FaultInjector}; `rerotateKeys`, `prepareRerotation` and `releaseSequence` pass through. */
+/** Wraps `inner` with a {@link FaultInjector}; `rerotateKeys` and `prepareRerotation` pass through. */
 export function faultInjector(inner: Backend): FaultInjector {
   let calls = 0;
   let armed: { call: number; kind: FaultKind } | undefined;
@@ -94,7 +94,6 @@ export function faultInjector(inner: Backend): FaultInjector {
   };
   if (inner.rerotateKeys) backend.rerotateKeys = (cache: KvCache, to: RopeRegime) => inner.rerotateKeys!(cache, to);
   if (inner.prepareRerotation) backend.prepareRerotation = (from: RopeRegime, to: RopeRegime, n: number) => inner.prepareRerotation!(from, to, n);
-  if (inner.releaseSequence) backend.releaseSequence = (cache: KvCache) => inner.releaseSequence!(cache);
   return backend;
 }
 
@@ -216,7 +215,6 @@ export function abortingBackend(inner: Backend): AbortingBackend {
   };
   if (inner.rerotateKeys) backend.rerotateKeys = (cache: KvCache, to: RopeRegime) => inner.rerotateKeys!(cache, to);
   if (inner.prepareRerotation) backend.prepareRerotation = (from: RopeRegime, to: RopeRegime, n: number) => inner.prepareRerotation!(from, to, n);
-  if (inner.releaseSequence) backend.releaseSequence = (cache: KvCache) => inner.releaseSequence!(cache);
   return backend;
 }
 

@@ -57,7 +57,6 @@ export function probeBackend(inner: Backend, options: ProbeOptions = {}): ProbeB
       probe.beforeForward?.(request, index);
       return inner.forward(request);
     },
-    releaseSequence: (cache) => inner.releaseSequence?.(cache),
     dispose: () => inner.dispose(),
   };
   if (inner.rerotateKeys) {

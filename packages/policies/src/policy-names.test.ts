@@ -2,8 +2,8 @@ import { PolicyError, Session, wrapBackend } from '@ropeswitch/core';
 import { describe, expect, it } from 'vitest';
 import * as policies from './index.js';
 import { POLICY_NAMES, policyByName } from './policy-names.js';
-import { randomIds, teacherForce } from './test-support/tiny-longrope.js';
-import { useTinyModels } from './test-support/use-tiny-models.js';
+import { randomIds, teacherForce } from '@ropeswitch/testkit';
+import { useTinyModels } from '@ropeswitch/testkit/vitest';
 
 const models = useTinyModels();
 

@@ -1,8 +1,8 @@
 import { Session, noCacheForward, wrapBackend } from '@ropeswitch/core';
 import { describe, expect, it } from 'vitest';
 import { preEstimate } from './pre-estimate.js';
-import { maxAbsDiff, oracleDiffs, pinnedSchedule, randomIds, recording, snapshot, spanIds, teacherForce } from './test-support/tiny-longrope.js';
-import { useTinyModels } from './test-support/use-tiny-models.js';
+import { maxAbsDiff, oracleDiffs, pinnedSchedule, randomIds, recording, snapshot, spanIds, teacherForce } from '@ropeswitch/testkit';
+import { useTinyModels } from '@ropeswitch/testkit/vitest';
 
 const models = useTinyModels();
 

@@ -1,7 +1,6 @@
-import type { CachePolicy, PolicyEvent, PolicyRow, RopeRegime } from '@ropeswitch/core';
-import { lengthAfter } from '@ropeswitch/core';
+import type { CachePolicy, PolicyEvent, PolicyRow, RopeRegime, RowRewrite } from '@ropeswitch/core';
+import { lengthAfter, rewriteRows } from '@ropeswitch/core';
 import { rebuildRow } from './rebuild-row.js';
-import { forwardWithRewrites, type RowRewrite } from './row-rewrite.js';
 
 /**
  * Decides the regime from the plan: while a sequence is shorter than its `plannedLength`, each
@@ -16,24 +15,18 @@ import { forwardWithRewrites, type RowRewrite } from './row-rewrite.js';
  */
 export function preEstimate(): CachePolicy {
   const name = 'pre-estimate';
-  return {
-    name,
-    wrapForward({ request, next, backend, schedule }) {
-      const rewrites = request.rows.map((row): RowRewrite | undefined => {
-        const S = lengthAfter(row);
-        // Without a plan, or past it, the caller's regime stands (it may come from a longer prompt
-        // than this chunk): rePrefill's behaviour.
-        const planned = row.plannedLength;
-        const target = planned !== undefined && planned > S ? schedule.regimeFor(planned) : row.regime;
-        if (row.cache.length > 0 && !uniformlyIn(row, target)) return rebuildRow(row, target, backend, name);
-        if (target.id === row.regime.id) return undefined;
-        const events: PolicyEvent[] =
-          row.cache.length === 0 ? [{ type: 'pre-estimate', policy: name, regime: target.id, plannedLength: row.plannedLength ?? S, atLength: S }] : [];
-        return { row: { ...row, regime: target }, events };
-      });
-      return forwardWithRewrites(request, next, rewrites);
-    },
-  };
+  return rewriteRows(name, (row, { backend, schedule }): RowRewrite | undefined => {
+    const S = lengthAfter(row);
+    // Without a plan, or past it, the caller's regime stands (it may come from a longer prompt
+    // than this chunk): rePrefill's behaviour.
+    const planned = row.plannedLength;
+    const target = planned !== undefined && planned > S ? schedule.regimeFor(planned) : row.regime;
+    if (row.cache.length > 0 && !uniformlyIn(row, target)) return rebuildRow(row, target, backend, name);
+    if (target.id === row.regime.id) return undefined;
+    const events: PolicyEvent[] =
+      row.cache.length === 0 ? [{ type: 'pre-estimate', policy: name, regime: target.id, plannedLength: row.plannedLength ?? S, atLength: S }] : [];
+    return { row: { ...row, regime: target }, events };
+  });
 }
 
 function uniformlyIn(row: PolicyRow, regime: RopeRegime): boolean {

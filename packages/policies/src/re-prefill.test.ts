@@ -1,8 +1,8 @@
 import { BackendError, PolicyError, Session, type PolicyEvent, type RePrefillEvent, wrapBackend } from '@ropeswitch/core';
 import { describe, expect, it } from 'vitest';
 import { rePrefill } from './re-prefill.js';
-import { expectRejection, faulty, oracleDiffs, randomIds, recording, snapshot, spanIds, teacherForce } from './test-support/tiny-longrope.js';
-import { useTinyModels } from './test-support/use-tiny-models.js';
+import { expectRejection, faulty, oracleDiffs, randomIds, recording, snapshot, spanIds, teacherForce } from '@ropeswitch/testkit';
+import { useTinyModels } from '@ropeswitch/testkit/vitest';
 
 const models = useTinyModels();
 

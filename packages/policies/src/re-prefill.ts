@@ -1,7 +1,6 @@
 import type { CachePolicy } from '@ropeswitch/core';
-import { hasStaleKeys } from '@ropeswitch/core';
+import { hasStaleKeys, rewriteRows } from '@ropeswitch/core';
 import { rebuildRow } from './rebuild-row.js';
-import { forwardWithRewrites } from './row-rewrite.js';
 
 /**
  * Exact: when a row's new tokens use another regime than its cached keys, every token of the
@@ -12,11 +11,5 @@ import { forwardWithRewrites } from './row-rewrite.js';
  */
 export function rePrefill(): CachePolicy {
   const name = 're-prefill';
-  return {
-    name,
-    wrapForward({ request, next, backend }) {
-      const rewrites = request.rows.map((row) => (hasStaleKeys(row) ? rebuildRow(row, row.regime, backend, name) : undefined));
-      return forwardWithRewrites(request, next, rewrites);
-    },
-  };
+  return rewriteRows(name, (row, { backend }) => (hasStaleKeys(row) ? rebuildRow(row, row.regime, backend, name) : undefined));
 }

@@ -1,6 +1,6 @@
-import type { Backend, PolicyRow, RopeRegime } from '@ropeswitch/core';
+import type { Backend, PolicyRow, RopeRegime, RowRewrite } from '@ropeswitch/core';
 import { lengthAfter, positionLimit } from '@ropeswitch/core';
-import { concatIds, type RowRewrite } from './row-rewrite.js';
+import { concatIds } from './concat-ids.js';
 
 /**
  * Recomputes a row's whole sequence (cached tokens, then the new ones) under `regime` into a fresh

@@ -1,8 +1,8 @@
 import { PolicyError, Session, type PolicyEvent, type RerotateEvent, type RopeRegime, wrapBackend, type Backend } from '@ropeswitch/core';
 import { describe, expect, it } from 'vitest';
 import { rerotate } from './rerotate.js';
-import { expectRejection, gpuLike, layerKeys, maxAbsDiff, randomIds, recording, spanIds, teacherForce } from './test-support/tiny-longrope.js';
-import { useTinyModels } from './test-support/use-tiny-models.js';
+import { expectRejection, gpuLike, layerKeys, maxAbsDiff, randomIds, recording, spanIds, teacherForce } from '@ropeswitch/testkit';
+import { useTinyModels } from '@ropeswitch/testkit/vitest';
 
 const models = useTinyModels();
 

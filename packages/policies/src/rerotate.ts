@@ -1,6 +1,5 @@
 import type { CachePolicy, PolicyEvent, PolicyRow, RopeSchedule, WrapForwardOptions } from '@ropeswitch/core';
-import { CpuKvCache, PolicyError, RerotationTableCache, hasStaleKeys, lengthAfter, rerotateCpuKeys } from '@ropeswitch/core';
-import { eventsOnly, forwardWithRewrites, type RowRewrite } from './row-rewrite.js';
+import { CpuKvCache, PolicyError, RerotationTableCache, eventsOnly, hasStaleKeys, lengthAfter, rerotateCpuKeys, rewriteRows } from '@ropeswitch/core';
 
 export interface RerotateOptions {
   /**
@@ -37,22 +36,11 @@ export function rerotate(options: RerotateOptions = {}): CachePolicy {
   }
   // For backends that cannot rotate their own caches (CPU caches rotated here).
   const cpuTables = new RerotationTableCache();
-  return {
-    name,
-    async wrapForward(options) {
-      const { request, next } = options;
-      const rewrites: (RowRewrite | undefined)[] = [];
-      for (const row of request.rows) {
-        if (hasStaleKeys(row)) {
-          rewrites.push(eventsOnly([await rotateRow(row, options, name, cpuTables)]));
-        } else {
-          await prepareTables(row, options, prepareWindow, cpuTables);
-          rewrites.push(undefined);
-        }
-      }
-      return forwardWithRewrites(request, next, rewrites);
-    },
-  };
+  return rewriteRows(name, async (row, options) => {
+    if (hasStaleKeys(row)) return eventsOnly([await rotateRow(row, options, name, cpuTables)]);
+    await prepareTables(row, options, prepareWindow, cpuTables);
+    return undefined;
+  });
 }
 
 async function rotateRow(row: PolicyRow, { backend, schedule }: WrapForwardOptions, policy: string, cpuTables: RerotationTableCache): Promise<PolicyEvent> {

@@ -2,8 +2,8 @@ import { PolicyError, Session, parseModelConfig, wrapBackend } from '@ropeswitch
 import { describe, expect, it } from 'vitest';
 import { costModelOf, modelledTokenCost, paceByCost, prefersCostPacing } from './shadow-pacing.js';
 import { shadowPrefill } from './shadow-prefill.js';
-import { TINY_BASE_JSON, TINY_LONGROPE_JSON, oracleDiffs, randomIds, recording, teacherForce } from './test-support/tiny-longrope.js';
-import { useTinyModels } from './test-support/use-tiny-models.js';
+import { TINY_BASE_JSON, TINY_LONGROPE_JSON, oracleDiffs, randomIds, recording, teacherForce } from '@ropeswitch/testkit';
+import { useTinyModels } from '@ropeswitch/testkit/vitest';
 
 // Pacing a shadow copy by cost: the cost model (modelled from the shapes, then measured), the
 // choice 'auto' makes, and the schedule: every forward of the window modelled to cost the same,

@@ -1,5 +1,4 @@
-import type { ModelConfig, PolicyRow } from '@ropeswitch/core';
-import type { RowRewrite } from './row-rewrite.js';
+import type { ModelConfig, PolicyRow, RowRewrite } from '@ropeswitch/core';
 
 /**
  * What a forward costs, in units of one key's attention (one query token against one cached key,

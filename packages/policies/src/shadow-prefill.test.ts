@@ -12,8 +12,8 @@ import {
   recording,
   spanIds,
   teacherForce,
-} from './test-support/tiny-longrope.js';
-import { useTinyModels } from './test-support/use-tiny-models.js';
+} from '@ropeswitch/testkit';
+import { useTinyModels } from '@ropeswitch/testkit/vitest';
 
 const models = useTinyModels();
 

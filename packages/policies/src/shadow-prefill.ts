@@ -1,9 +1,10 @@
-import type { Backend, CachePolicy, KvCache, PolicyEvent, PolicyRow, RopeRegime, RopeSchedule } from '@ropeswitch/core';
-import { PolicyError, hasStaleKeys, lengthAfter, positionLimit } from '@ropeswitch/core';
+import type { Backend, CachePolicy, KvCache, PolicyEvent, PolicyRow, RopeRegime, RopeSchedule, RowRewrite } from '@ropeswitch/core';
+import { PolicyError, forwardWithRewrites, hasStaleKeys, lengthAfter, positionLimit } from '@ropeswitch/core';
 import { rebuildRow } from './rebuild-row.js';
 import { type ShadowCostModel, costModelOf, paceByCost, prefersCostPacing } from './shadow-pacing.js';
 import { SequenceMirror } from './sequence-mirror.js';
-import { concatIds, forwardWithRewrites, type RowRewrite } from './row-rewrite.js';
+import { concatIds } from './concat-ids.js';
+import { type ShadowCopyFacts, type ShadowFacts, shadowState } from './shadow-states.js';
 
 export interface ShadowPrefillOptions {
   /**
@@ -53,6 +54,11 @@ interface Shadow {
   readonly live: SequenceMirror;
 }
 
+/** A copy as {@link shadowState} sees it, beside the copy its state acts on. */
+interface CopyFacts extends ShadowCopyFacts {
+  readonly shadow: Shadow;
+}
+
 /**
  * Exact like {@link rePrefill}, without its latency spike. Once a sequence is within `window`
  * tokens of the threshold and its planned length crosses it, a copy of its cache is built under
@@ -84,41 +90,55 @@ export function shadowPrefill(options: ShadowPrefillOptions = {}): CachePolicy {
     if (!s.cache.disposed) s.cache.dispose();
   };
 
+  /** The sequence's copy if it still holds a prefix of it; one that does not is dropped (it counts as none). */
+  const syncedShadow = (cache: KvCache): Shadow | undefined => {
+    const shadow = shadows.get(cache);
+    if (!shadow || inSync(shadow, cache)) return shadow;
+    drop(cache);
+    return undefined;
+  };
+
   const plan = (row: PolicyRow, backend: Backend, schedule: RopeSchedule): RowRewrite | undefined => {
-    const threshold = schedule.threshold;
-    if (threshold === undefined) return undefined;
-    if (schedule.changesEveryStep) return hasStaleKeys(row) ? rebuildRow(row, row.regime, backend, name) : undefined;
-    const window = windowOf(threshold);
-    const S = lengthAfter(row);
-    let shadow = shadows.get(row.cache);
-    if (shadow && !inSync(shadow, row.cache)) {
-      drop(row.cache);
-      shadow = undefined;
-    }
-
-    const stale = hasStaleKeys(row);
-    const ready = shadow !== undefined && shadow.regime.id === row.regime.id && shadow.cache.length === row.cache.length;
-    if (stale) {
-      // The crossing: swap the shadow in, finishing in this forward what it lacks, unless told to
-      // let the row pass (to a cheaper policy after this one) and keep building in chunks.
-      if (!shadow || shadow.regime.id !== row.regime.id) {
-        drop(row.cache);
-        if (late === 'catch-up') return rebuildRow(row, row.regime, backend, name);
+    const state = shadowState(factsOf(row, schedule));
+    switch (state.kind) {
+      case 'idle':
+        return undefined;
+      case 'start':
+        return startShadow(row, schedule.regimeFor(state.threshold + 1), backend, state.threshold);
+      case 'building':
+      case 'late':
+        return buildChunk(row, state.copy.shadow, chunkFor(state.copy.shadow.pacing, state.threshold), [], state.threshold);
+      case 'swap':
+        return swapIn(row, state.copy.shadow);
+      case 'late-start':
         // Nothing prepared (no plan to cross): start the copy now and let the row pass.
-        return startShadow(row, row.regime, backend, threshold);
-      }
-      if (ready || late === 'catch-up') return swapIn(row, shadow);
-    } else if (shadow && ready && S > threshold) {
-      // Past a late crossing that another policy served: the shadow has caught up.
-      return swapIn(row, shadow);
+        drop(row.cache);
+        return startShadow(row, row.regime, backend, state.threshold);
+      case 'rebuild':
+        if (state.reason === 'no-copy') drop(row.cache);
+        return rebuildRow(row, row.regime, backend, name);
     }
+  };
 
-    if (!shadow) {
-      const wanted = S <= threshold && S > threshold - window && (row.plannedLength === undefined || row.plannedLength > threshold);
-      const regime = schedule.regimeFor(threshold + 1);
-      return wanted && regime.id !== row.regime.id ? startShadow(row, regime, backend, threshold) : undefined;
-    }
-    return buildChunk(row, shadow, chunkFor(shadow.pacing, threshold), [], threshold);
+  /**
+   * What {@link shadowState} decides on. Only a schedule with one crossing keeps copies: under the
+   * others none is looked up (nor the regime past the threshold, which dynamic NTK computes per length).
+   */
+  const factsOf = (row: PolicyRow, schedule: RopeSchedule): ShadowFacts<CopyFacts> => {
+    const { threshold, changesEveryStep } = schedule;
+    if (threshold === undefined) return { threshold };
+    const shadow = changesEveryStep ? undefined : syncedShadow(row.cache);
+    return {
+      threshold,
+      changesEveryStep,
+      window: windowOf(threshold),
+      length: lengthAfter(row),
+      stale: hasStaleKeys(row),
+      plannedLength: row.plannedLength,
+      late,
+      regimeAhead: !changesEveryStep && schedule.regimeFor(threshold + 1).id !== row.regime.id,
+      copy: shadow && { shadow, rowRegime: shadow.regime.id === row.regime.id, caughtUp: shadow.cache.length === row.cache.length },
+    };
   };
 
   const startShadow = (row: PolicyRow, regime: RopeRegime, backend: Backend, threshold: number): RowRewrite => {

@@ -1,8 +1,8 @@
 import { Session, wrapBackend } from '@ropeswitch/core';
 import { describe, expect, it } from 'vitest';
 import { stale } from './stale.js';
-import { oracleDiffs, randomIds, recording, snapshot, spanIds, teacherForce } from './test-support/tiny-longrope.js';
-import { useTinyModels } from './test-support/use-tiny-models.js';
+import { oracleDiffs, randomIds, recording, snapshot, spanIds, teacherForce } from '@ropeswitch/testkit';
+import { useTinyModels } from '@ropeswitch/testkit/vitest';
 
 const models = useTinyModels();
 

@@ -1,8 +1,8 @@
 import { Session, type PolicyEvent, type RegimeChangeEvent, wrapBackend } from '@ropeswitch/core';
 import { describe, expect, it } from 'vitest';
 import { warnOnly } from './warn-only.js';
-import { randomIds, snapshot, teacherForce } from './test-support/tiny-longrope.js';
-import { useTinyModels } from './test-support/use-tiny-models.js';
+import { randomIds, snapshot, teacherForce } from '@ropeswitch/testkit';
+import { useTinyModels } from '@ropeswitch/testkit/vitest';
 
 const models = useTinyModels();
 

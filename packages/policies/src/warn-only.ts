@@ -1,6 +1,5 @@
-import type { CachePolicy, PolicyEvent } from '@ropeswitch/core';
-import { lengthAfter } from '@ropeswitch/core';
-import { eventsOnly, forwardWithRewrites } from './row-rewrite.js';
+import type { CachePolicy } from '@ropeswitch/core';
+import { eventsOnly, lengthAfter, rewriteRows } from '@ropeswitch/core';
 
 /**
  * Reports a `rope-regime-change` event whenever a row's new tokens are rotated under another regime
@@ -9,18 +8,11 @@ import { eventsOnly, forwardWithRewrites } from './row-rewrite.js';
  */
 export function warnOnly(): CachePolicy {
   const name = 'warn-only';
-  return {
-    name,
-    wrapForward({ request, next }) {
-      const rewrites = request.rows.map((row) => {
-        const n = row.cache.length;
-        if (n === 0) return undefined;
-        const from = row.cache.regimeAt(n - 1);
-        if (from.id === row.regime.id) return undefined;
-        const event: PolicyEvent = { type: 'rope-regime-change', policy: name, from: from.id, to: row.regime.id, atLength: lengthAfter(row) };
-        return eventsOnly([event]);
-      });
-      return forwardWithRewrites(request, next, rewrites);
-    },
-  };
+  return rewriteRows(name, (row) => {
+    const n = row.cache.length;
+    if (n === 0) return undefined;
+    const from = row.cache.regimeAt(n - 1);
+    if (from.id === row.regime.id) return undefined;
+    return eventsOnly([{ type: 'rope-regime-change', policy: name, from: from.id, to: row.regime.id, atLength: lengthAfter(row) }]);
+  });
 }

@@ -14,9 +14,8 @@ import { rerotate } from './rerotate.js';
 import { shadowPrefill } from './shadow-prefill.js';
 import { warnOnly } from './warn-only.js';
 import { when } from './when.js';
-import { maxAbsDiff, oracleDiffs, randomIds, recording, snapshot, teacherForce } from './test-support/tiny-longrope.js';
-import { logging } from './test-support/logging-policy.js';
-import { useTinyModels } from './test-support/use-tiny-models.js';
+import { logging, maxAbsDiff, oracleDiffs, randomIds, recording, snapshot, teacherForce } from '@ropeswitch/testkit';
+import { useTinyModels } from '@ropeswitch/testkit/vitest';
 
 const models = useTinyModels();
 

@@ -1,4 +1,5 @@
 export { OnnxRuntimeBackend } from './backend/onnxruntime-backend.js';
+export { HostCacheOnnxBackend } from './backend/host-cache-onnx-backend.js';
 export type { ExecutionProviderName, OnnxRuntimeBackendOptions } from './backend/options.js';
 export { CUDA_HOWTO } from './backend/execution-provider.js';
 export { type RowPiece, type RunLimits, type RunPieces, forwardInRuns, planRuns, wantedLogits } from './backend/row-runs.js';

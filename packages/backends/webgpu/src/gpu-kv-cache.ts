@@ -96,29 +96,23 @@ export class GpuKvCache extends RecordedKvCache {
     return c;
   }
 
-  replaceWith(other: KvCache): void {
-    this.record.assertLive();
-    if (other === this) return;
-    if (!(other instanceof GpuKvCache) || other.host.device !== this.host.device) {
-      throw new CacheError('foreign-cache', `cannot replace a WebGPU cache with a ${other.location} cache of another kind or device`);
-    }
-    this.record.takeOver(other.record);
-    this.destroyBlocks();
-    this.keyBlocks = other.keyBlocks;
-    this.valueBlocks = other.valueBlocks;
-    // `other` is disposed without freeing the buffers it handed over.
-    other.keyBlocks = [];
-    other.valueBlocks = [];
-    other.dispose();
+  protected refusal(other: KvCache): string | undefined {
+    if (other instanceof GpuKvCache && other.host.device === this.host.device) return undefined;
+    return `cannot replace a WebGPU cache with a ${other.location} cache of another kind or device`;
   }
 
-  /** Frees the GPU buffers (idempotent). */
-  dispose(): void {
-    if (this.disposed) return;
-    this.record.dispose();
+  /** Destroys the GPU buffers. */
+  protected freeStorage(): void {
     this.destroyBlocks();
     this.keyBlocks = [];
     this.valueBlocks = [];
+  }
+
+  protected adoptStorage(other: this): void {
+    this.keyBlocks = other.keyBlocks;
+    this.valueBlocks = other.valueBlocks;
+    other.keyBlocks = [];
+    other.valueBlocks = [];
   }
 
   private destroyBlocks(): void {

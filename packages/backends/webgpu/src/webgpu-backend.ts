@@ -11,7 +11,7 @@ import {
   type ModelConfig,
   type RopeRegime,
   type RowLogits,
-  createRopeSchedule,
+  modelSchedule,
   positionLimit,
   rotaryTables,
   validateForwardRequest,
@@ -126,7 +126,7 @@ export class WebGpuBackend implements Backend {
     this.deviceDescription = `${description}, ${kernels.kernelSet} kernels`;
     this.capabilities = { cacheLocation: 'gpu', maxRows: Infinity, rerotateKeys: true, anglePrecision };
     this.tables = new GpuRerotationTables(device, maxBindingBytes);
-    this.memoiseTables = !createRopeSchedule(config.rope).changesEveryStep;
+    this.memoiseTables = !modelSchedule(config.rope).changesEveryStep;
     void device.lost.then((info) => {
       this.lostReason = info.message || info.reason || 'unknown reason';
     });

@@ -56,10 +56,6 @@ export class CountingBackend implements Backend {
     return result;
   }
 
-  releaseSequence(cache: KvCache): void {
-    this.inner.releaseSequence?.(cache);
-  }
-
   dispose(): Promise<void> {
     return this.inner.dispose();
   }

@@ -1,5 +1,5 @@
 import { cpus } from 'node:os';
-import { type Backend, type ModelConfig, type RopeSchedule, SeededRandom, createRopeSchedule, loadWeights, storedBytes } from '@ropeswitch/core';
+import { type Backend, type ModelConfig, type RopeSchedule, SeededRandom, modelSchedule, loadWeights, storedBytes } from '@ropeswitch/core';
 import type { BackendSettings } from '../backend-flags.js';
 import { type BackendName, TRAINED_MODEL_DIR, openBackend } from '../backends.js';
 import type { BenchModel, BenchReport, BenchRun, BenchScenario, RunCost, RunQuality, ScenarioName, TaskRun } from './bench-report.js';
@@ -74,7 +74,7 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
     const backend = await openBackend(backendName, options.modelDir, options.settings ? { settings: options.settings } : {});
     try {
       config = backend.config;
-      const schedule = createRopeSchedule(config.rope);
+      const schedule = modelSchedule(config.rope);
       if (schedule.threshold === undefined) throw new Error(`the model in ${options.modelDir} has a static RoPE schedule: nothing to benchmark`);
       threshold = schedule.threshold;
       progress.step(`${backendName}: speed on this model (sizes the plans)`);
@@ -274,7 +274,7 @@ const MAX_OVERHEAD_STEPS = 200;
 async function runTaskScenario(backendName: BackendName, policies: readonly string[], sequences: number, progress: BenchProgress): Promise<TaskRun[]> {
   const backend = await openBackend(backendName, TRAINED_MODEL_DIR);
   try {
-    const threshold = createRopeSchedule(backend.config.rope).threshold!;
+    const threshold = modelSchedule(backend.config.rope).threshold!;
     const hf = await readHfTaskFigures(TRAINED_MODEL_DIR, policies);
     const out: TaskRun[] = [];
     for (const policy of policies) {

@@ -1,6 +1,6 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { createRopeSchedule, loadModelConfig, positionLimit } from '@ropeswitch/core';
+import { modelSchedule, loadModelConfig, positionLimit } from '@ropeswitch/core';
 import { POLICY_NAMES } from '@ropeswitch/policies';
 import { intOption, numberOption, parseOptions, quoted } from '../args.js';
 import { BACKEND_FLAGS, BACKEND_FLAGS_USAGE, backendSettings } from '../backend-flags.js';
@@ -57,7 +57,7 @@ export async function benchCommand(argv: string[], io: CommandIO): Promise<void>
 
   const modelDir = await resolveModelDir(modelName, { quick });
   const config = await loadModelConfig(modelDir);
-  const threshold = createRopeSchedule(config.rope).threshold;
+  const threshold = modelSchedule(config.rope).threshold;
   if (threshold === undefined) {
     throw new UsageError(`bench: the model's RoPE (${config.rope.scaling.type}) never changes with the length, so no cache goes stale; give a LongRoPE or dynamic-NTK model`);
   }

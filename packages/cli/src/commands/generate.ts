@@ -1,4 +1,4 @@
-import { type GenerateResult, type SamplingOptions, createRopeSchedule, generate, positionLimit, wrapBackend } from '@ropeswitch/core';
+import { type GenerateResult, type SamplingOptions, modelSchedule, generate, positionLimit, wrapBackend } from '@ropeswitch/core';
 import { POLICY_NAMES, policyByName } from '@ropeswitch/policies';
 import { choice, idList, intOption, numberOption, parseOptions, required } from '../args.js';
 import { BACKEND_FLAGS, BACKEND_FLAGS_USAGE, backendSettings } from '../backend-flags.js';
@@ -66,7 +66,7 @@ export async function generateCommand(argv: string[], io: CommandIO): Promise<vo
       const logits = result.logits.map((l) => Array.from(l));
       io.stdout(`${JSON.stringify({ tokens: result.tokens, logits, events: result.events, ...(text !== undefined ? { text } : {}) })}\n`);
     } else {
-      io.stdout(describeRun(ids, result, policyName, text, createRopeSchedule(backend.config.rope).threshold));
+      io.stdout(describeRun(ids, result, policyName, text, modelSchedule(backend.config.rope).threshold));
     }
   } finally {
     await backend.dispose();

@@ -55,7 +55,9 @@ export interface BackendCapabilities {
 
 /**
  * A model that runs forward calls over KV caches it creates. Argument checking common to every
- * backend lives in {@link validateForwardRequest}; backends call it first.
+ * backend lives in {@link validateForwardRequest}; backends call it first, so a bare backend in a
+ * custom loop rejects bad input too. Policies, the schedule, result checks and per-sequence state
+ * sit above it, in the one wrapper {@link wrapBackend} makes.
  */
 export interface Backend {
   readonly name: string;
@@ -74,8 +76,6 @@ export interface Backend {
    * the work over several steps; rows already prepared are kept.
    */
   prepareRerotation?(from: RopeRegime, to: RopeRegime, positions: number): Promise<void>;
-  /** The sequence owning `cache` ended: forget state kept for it (policy wrappers keep shadow caches). */
-  releaseSequence?(cache: KvCache): void;
   /** Frees weights and device resources. */
   dispose(): Promise<void>;
 }

@@ -2,7 +2,7 @@ import { type KvCache, type KvCacheDtype, rerotateCpuKeys } from '../cache/index
 import type { ModelConfig } from '../config/model-config.js';
 import { positionLimit } from '../config/position-limit.js';
 import { BackendError } from '../errors.js';
-import { createRopeSchedule } from '../rope/create-schedule.js';
+import { modelSchedule } from '../rope/create-schedule.js';
 import type { AnglePrecision, RopeRegime } from '../rope/regime.js';
 import { RerotationTableCache } from '../rope/rerotation-table-cache.js';
 import type { rotateBlocks } from '../rope/rotate-blocks.js';
@@ -40,7 +40,7 @@ export class CpuRerotation {
     private readonly config: ModelConfig,
     private readonly options: CpuRerotationOptions,
   ) {
-    this.tables = createRopeSchedule(config.rope).changesEveryStep ? undefined : new RerotationTableCache();
+    this.tables = modelSchedule(config.rope).changesEveryStep ? undefined : new RerotationTableCache();
   }
 
   /** A backend's `rerotateKeys`, on any CPU cache. */

@@ -1,4 +1,3 @@
-import { CacheError } from '../errors.js';
 import type { KvCache, KvCacheLayout } from './kv-cache.js';
 import { RecordedKvCache } from './recorded-kv-cache.js';
 
@@ -119,31 +118,29 @@ export abstract class ArrayKvCache<A extends KvElements> extends RecordedKvCache
     this.record.grow(cap);
   }
 
-  replaceWith(other: KvCache): void {
-    this.record.assertLive();
-    if (other === this) return;
-    if (!this.isSameKind(other)) {
-      const what = other instanceof ArrayKvCache ? `a ${other.dtype} one` : `a ${other.location} cache of another kind`;
-      throw new CacheError('foreign-cache', `cannot replace a ${this.dtype} CPU cache with ${what}`);
-    }
-    this.record.takeOver(other.record);
-    this.freeBlocks();
+  /** Whether `other` holds the same element type (and so can hand this cache its blocks). */
+  protected abstract isSameKind(other: KvCache): other is ArrayKvCache<A>;
+
+  protected refusal(other: KvCache): string | undefined {
+    if (this.isSameKind(other)) return undefined;
+    const what = other instanceof ArrayKvCache ? `a ${other.dtype} one` : `a ${other.location} cache of another kind`;
+    return `cannot replace a ${this.dtype} CPU cache with ${what}`;
+  }
+
+  protected freeStorage(): void {
+    for (const b of this.keyData) b.free();
+    for (const b of this.valueData) b.free();
+    this.keyData = [];
+    this.valueData = [];
+  }
+
+  protected adoptStorage(other: this): void {
     this.storage = other.storage;
     this.keyData = other.keyData;
     this.valueData = other.valueData;
-    // The blocks now belong to this cache: disposing `other` must not free them.
     other.keyData = [];
     other.valueData = [];
-    other.dispose();
   }
-
-  dispose(): void {
-    this.record.dispose();
-    this.freeBlocks();
-  }
-
-  /** Whether `other` holds the same element type (and so can hand this cache its blocks). */
-  protected abstract isSameKind(other: KvCache): other is ArrayKvCache<A>;
 
   /**
    * A copy of this cache: `make(capacity)` a fresh cache of the same kind with the capacity of the
@@ -164,13 +161,6 @@ export abstract class ArrayKvCache<A extends KvElements> extends RecordedKvCache
     }
     c.record = record;
     return c;
-  }
-
-  private freeBlocks(): void {
-    for (const b of this.keyData) b.free();
-    for (const b of this.valueData) b.free();
-    this.keyData = [];
-    this.valueData = [];
   }
 
   private allocLayers(cap: number): KvBlock<A>[] {

@@ -8,7 +8,7 @@ import { Float16KvCache } from './float16-kv-cache.js';
 import { float16ToFloat32, float32ToFloat16 } from './float16-values.js';
 import type { KvCacheLayout } from './kv-cache.js';
 import { rerotateCpuKeys } from './rerotate-keys.js';
-import { appendRows } from './test-rows.js';
+import { appendRows } from '@ropeswitch/testkit';
 
 const LAYOUT: KvCacheLayout = { numLayers: 2, numKvHeads: 3, headDim: 8 };
 

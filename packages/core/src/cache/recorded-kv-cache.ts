@@ -1,12 +1,14 @@
+import { CacheError } from '../errors.js';
 import type { RopeRegime } from '../rope/regime.js';
 import { CacheRecord } from './cache-record.js';
 import type { CacheLocation, KvCache, KvCacheLayout, RegimeSpan } from './kv-cache.js';
 
 /**
  * The part of a {@link KvCache} that is only bookkeeping, answered from its {@link CacheRecord}:
- * length, capacity, the cached token ids, positions and regimes, commit, crop. {@link CpuKvCache}
- * and a GPU backend's cache extend it and add only their storage (allocation, growth, copy,
- * hand-over, freeing), so the two never repeat the record's logic.
+ * length, capacity, the cached token ids, positions and regimes, commit, crop, and the order of
+ * {@link replaceWith} and {@link dispose}. {@link CpuKvCache} and a GPU backend's cache extend it
+ * and add only their storage (allocation, growth, copy, hand-over, freeing), so the two never
+ * repeat the record's logic.
  */
 export abstract class RecordedKvCache implements KvCache {
   abstract readonly location: CacheLocation;
@@ -23,8 +25,48 @@ export abstract class RecordedKvCache implements KvCache {
 
   abstract reserve(extra: number): void;
   abstract clone(): KvCache;
-  abstract replaceWith(other: KvCache): void;
-  abstract dispose(): void;
+
+  /**
+   * Takes over `other`'s contents and storage without a copy, keeping this object (see
+   * {@link KvCache.replaceWith}); `other` is disposed. Nothing changes when it throws.
+   *
+   * @throws CacheError `'disposed'` when this cache was disposed; `'foreign-cache'` when `other`
+   * cannot hand this cache its storage ({@link refusal}); `'cache-layout'` for another layout.
+   */
+  replaceWith(other: KvCache): void {
+    this.record.assertLive();
+    if (other === this) return;
+    const refused = this.refusal(other);
+    if (refused !== undefined) throw new CacheError('foreign-cache', refused);
+    // `refusal` accepted it: `other` is a cache of this one's kind.
+    const donor = other as this;
+    this.record.takeOver(donor.record);
+    this.freeStorage();
+    this.adoptStorage(donor);
+    donor.dispose();
+  }
+
+  /** Frees the storage (idempotent); every later use throws `CacheError('disposed')`. */
+  dispose(): void {
+    if (this.disposed) return;
+    this.record.dispose();
+    this.freeStorage();
+  }
+
+  /**
+   * Why `other` cannot hand this cache its storage (the `'foreign-cache'` message: another kind,
+   * element type or device), or `undefined` when it can.
+   */
+  protected abstract refusal(other: KvCache): string | undefined;
+
+  /** Frees this cache's storage and leaves it holding none. */
+  protected abstract freeStorage(): void;
+
+  /**
+   * Takes `other`'s storage (this cache holds none at this point) and leaves `other` holding none,
+   * so disposing it frees nothing this cache now uses.
+   */
+  protected abstract adoptStorage(other: this): void;
 
   get length(): number {
     return this.record.length;

@@ -4,14 +4,14 @@ import { type RopeRegime, makeRegime } from '../rope/regime.js';
 import {
   GpuLikeCache,
   type TinyModel,
+  appendRows,
   maxAbsDiff,
   randomIds,
   snapshot,
   tinyLongRope,
-} from '../../../policies/src/test-support/tiny-longrope.js';
+} from '@ropeswitch/testkit';
 import { CpuKvCache } from './cpu-kv-cache.js';
 import type { KvCache, KvCacheLayout } from './kv-cache.js';
-import { appendRows } from './test-rows.js';
 
 const LAYOUT: KvCacheLayout = { numLayers: 2, numKvHeads: 2, headDim: 4 };
 const regime = (id: string): RopeRegime => makeRegime(id, 'static', Float32Array.from([1, 0.1]), Float64Array.from([1, 0.1]), 1);

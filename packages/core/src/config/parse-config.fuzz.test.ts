@@ -17,7 +17,7 @@ import { loadModelConfig } from './load-config.js';
 import type { ModelConfig } from './model-config.js';
 import { parseModelConfig } from './parse-config.js';
 import { positionLimit } from './position-limit.js';
-import { TINY_SIZES } from './test-configs.js';
+import { TINY_SIZES } from '@ropeswitch/testkit';
 
 const RUNS = Number(process.env.FUZZ_RUNS ?? 200);
 /** Generous per-test budget: ~1 ms a run, plus slack. */

@@ -6,7 +6,7 @@ import { ConfigError } from '../errors.js';
 import { loadModelConfig } from './load-config.js';
 import type { RopeScaling } from './model-config.js';
 import { parseModelConfig } from './parse-config.js';
-import { TINY_LLAMA } from './test-configs.js';
+import { TINY_LLAMA } from '@ropeswitch/testkit';
 
 // Copies of ../shared/fixtures configs (trimmed of fields the parser ignores), so the tests run without them.
 const SEED1_GQA = {

@@ -4,8 +4,7 @@ import { CpuKvCache } from '../cache/cpu-kv-cache.js';
 import { parseModelConfig } from '../config/parse-config.js';
 import { PolicyError } from '../errors.js';
 import { createRopeSchedule } from '../rope/create-schedule.js';
-import { TINY_LONGROPE_JSON } from '../../../policies/src/test-support/tiny-longrope.js';
-import { logging } from '../../../policies/src/test-support/logging-policy.js';
+import { TINY_LONGROPE_JSON, logging } from '@ropeswitch/testkit';
 import type { CachePolicy, ForwardNext, PolicyRequest, PolicyResult, PolicyRow } from './cache-policy.js';
 import { composePolicies } from './compose-policies.js';
 

@@ -1,5 +1,12 @@
+import type { Backend } from '../backend/backend.js';
 import { PolicyError } from '../errors.js';
 import type { CachePolicy, ForwardNext, PolicyRequest, PolicyResult, WrapForwardOptions } from './cache-policy.js';
+
+/** One policy of a chain, and the backend it was wrapped around when that is not the chain's (what its `wrapForward` sees as `backend`). */
+export interface ChainLink {
+  readonly policy: CachePolicy;
+  readonly backend?: Backend;
+}
 
 /**
  * One policy that runs `policies` in order: the first sees the request first and calls `next` into
@@ -8,6 +15,19 @@ import type { CachePolicy, ForwardNext, PolicyRequest, PolicyResult, WrapForward
  * call, errors propagate to the caller, and a policy must return one result row per request row.
  */
 export function composePolicies(...policies: CachePolicy[]): CachePolicy {
+  const chain = checkedPolicies(policies);
+  const links = chain.map((policy) => ({ policy }));
+  return {
+    name: chain.map((p) => p.name).join(' → ') || 'pass-through',
+    wrapForward: (options) => runChain(links, options),
+    releaseSequence(cache) {
+      for (const p of chain) p.releaseSequence?.(cache);
+    },
+  };
+}
+
+/** A copy of `policies`, each checked to be a {@link CachePolicy} (a `PolicyError` `not-a-policy` names the first that is not). */
+export function checkedPolicies(policies: readonly CachePolicy[]): CachePolicy[] {
   const chain = policies.slice();
   chain.forEach((p, i) => {
     if (typeof p !== 'object' || p === null || typeof p.name !== 'string') {
@@ -17,28 +37,30 @@ export function composePolicies(...policies: CachePolicy[]): CachePolicy {
       throw new PolicyError('not-a-policy', `policy ${i} (${p.name}): wrapForward must be a function`);
     }
   });
-  return {
-    name: chain.map((p) => p.name).join(' → ') || 'pass-through',
-    wrapForward(options: WrapForwardOptions): Promise<PolicyResult> {
-      const dispatch = async (i: number, request: PolicyRequest): Promise<PolicyResult> => {
-        const policy = chain[i];
-        if (!policy) return checkRows('the backend', request, await options.next(request));
-        if (!policy.wrapForward) return dispatch(i + 1, request);
-        let called = false;
-        const next: ForwardNext = (inner) => {
-          if (called) return Promise.reject(new PolicyError('next-twice', `policy ${policy.name} called next() twice in one forward`));
-          called = true;
-          return dispatch(i + 1, inner);
-        };
-        const result = await policy.wrapForward({ ...options, request, next });
-        return checkRows(`policy ${policy.name}`, request, result);
-      };
-      return dispatch(0, options.request);
-    },
-    releaseSequence(cache) {
-      for (const p of chain) p.releaseSequence?.(cache);
-    },
+  return chain;
+}
+
+/**
+ * Runs `options.request` down `links`, first link first, each policy's `next` calling the next
+ * link's and the last one's calling `options.next`; each result is checked to hold one row per
+ * request row.
+ */
+export function runChain(links: readonly ChainLink[], options: WrapForwardOptions): Promise<PolicyResult> {
+  const step = async (i: number, request: PolicyRequest): Promise<PolicyResult> => {
+    const link = links[i];
+    if (!link) return checkRows('the backend', request, await options.next(request));
+    const { policy } = link;
+    if (!policy.wrapForward) return step(i + 1, request);
+    let called = false;
+    const next: ForwardNext = (inner) => {
+      if (called) return Promise.reject(new PolicyError('next-twice', `policy ${policy.name} called next() twice in one forward`));
+      called = true;
+      return step(i + 1, inner);
+    };
+    const result = await policy.wrapForward({ ...options, backend: link.backend ?? options.backend, request, next });
+    return checkRows(`policy ${policy.name}`, request, result);
   };
+  return step(0, options.request);
 }
 
 function checkRows(who: string, request: PolicyRequest, result: PolicyResult): PolicyResult {

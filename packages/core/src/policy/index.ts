@@ -9,6 +9,8 @@ export type {
 } from './cache-policy.js';
 export type * from './policy-events.js';
 export { composePolicies } from './compose-policies.js';
-export { wrapBackend, type PolicyBackend } from './wrap-backend.js';
+export { type PolicyBackend, type SequenceReleaser, type WrapOptions, isPolicyBackend, scheduleOf, wrapBackend } from './wrap-backend.js';
+export { backendCall } from './backend-call.js';
 export { withRowEvents, rowEvents } from './policy-result.js';
 export { lengthAfter, hasStaleKeys } from './row-state.js';
+export { type RowRewrite, type RowRewriter, eventsOnly, forwardWithRewrites, rewriteRows } from './row-rewrite.js';

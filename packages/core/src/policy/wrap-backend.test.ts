@@ -8,11 +8,11 @@ import { createRopeSchedule } from '../rope/create-schedule.js';
 import {
   TINY_LONGROPE_JSON,
   type TinyModel,
+  logging,
   randomIds,
   snapshot,
   tinyLongRope,
-} from '../../../policies/src/test-support/tiny-longrope.js';
-import { logging } from '../../../policies/src/test-support/logging-policy.js';
+} from '@ropeswitch/testkit';
 import type { CachePolicy, PolicyRequest, PolicyRow } from './cache-policy.js';
 import { wrapBackend } from './wrap-backend.js';
 
@@ -22,6 +22,8 @@ const layout = { numLayers: config.numLayers, numKvHeads: config.numKvHeads, hea
 
 interface StubBackend extends Backend {
   readonly calls: number[][];
+  /** A backend that keeps per-sequence state itself (a SequenceReleaser): the wrapper calls it after its policies. */
+  releaseSequence?(cache: KvCache): void;
   forward: ReturnType<typeof vi.fn<(request: ForwardRequest) => Promise<ForwardResult>>>;
 }
 

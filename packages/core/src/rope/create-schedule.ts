@@ -21,3 +21,19 @@ export function createRopeSchedule(rope: RopeConfig): RopeSchedule {
     }
   }
 }
+
+const schedules = new WeakMap<RopeConfig, RopeSchedule>();
+
+/**
+ * The one schedule of a model's `rope` config: built on first use, then the same object for every
+ * caller (the wrapped backend, sessions, oracles, backends that ask whether it changes every step),
+ * so nothing holds a second schedule that could disagree with the policies'.
+ */
+export function modelSchedule(rope: RopeConfig): RopeSchedule {
+  let schedule = schedules.get(rope);
+  if (!schedule) {
+    schedule = createRopeSchedule(rope);
+    schedules.set(rope, schedule);
+  }
+  return schedule;
+}

@@ -1,7 +1,7 @@
 export type { RopeRegime, AnglePrecision } from './regime.js';
 export { makeRegime } from './regime.js';
 export type { RopeSchedule } from './schedule.js';
-export { createRopeSchedule } from './create-schedule.js';
+export { createRopeSchedule, modelSchedule } from './create-schedule.js';
 export { LongRopeSchedule, longRopeAttentionFactor } from './long-rope-schedule.js';
 export { DynamicNtkSchedule } from './dynamic-ntk-schedule.js';
 export { StaticRopeSchedule } from './static-schedule.js';

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { longRopeScaling } from '../config/test-configs.js';
+import { longRopeScaling } from '@ropeswitch/testkit';
 import { DynamicNtkSchedule } from './dynamic-ntk-schedule.js';
 import { LongRopeSchedule } from './long-rope-schedule.js';
 import { type AnglePrecision, type RopeRegime, makeRegime } from './regime.js';

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { RopeConfig, RopePairing } from '../config/model-config.js';
 import { parseModelConfig } from '../config/parse-config.js';
-import { longRopeScaling } from '../config/test-configs.js';
+import { longRopeScaling } from '@ropeswitch/testkit';
 import { SeededRandom } from '../random/seeded-random.js';
 import { applyRotary } from './apply-rotary.js';
 import { baseFrequencies } from './base-frequencies.js';

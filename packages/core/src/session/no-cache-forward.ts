@@ -1,5 +1,5 @@
 import type { Backend } from '../backend/backend.js';
-import { createRopeSchedule } from '../rope/create-schedule.js';
+import { scheduleOf } from '../policy/wrap-backend.js';
 import type { RopeSchedule } from '../rope/schedule.js';
 
 /**
@@ -12,7 +12,7 @@ export async function noCacheForward(
   ids: ArrayLike<number>,
   options: { last?: number; schedule?: RopeSchedule; signal?: AbortSignal } = {},
 ): Promise<Float32Array> {
-  const schedule = options.schedule ?? createRopeSchedule(backend.config.rope);
+  const schedule = options.schedule ?? scheduleOf(backend);
   const cache = backend.createCache();
   try {
     const positions = Int32Array.from({ length: ids.length }, (_, i) => i);

@@ -15,7 +15,7 @@ import {
   snapshot,
   spanIds,
   tinyLongRope,
-} from '../../../policies/src/test-support/tiny-longrope.js';
+} from '@ropeswitch/testkit';
 import { noCacheForward } from './no-cache-forward.js';
 import { Session } from './session.js';
 

@@ -2,18 +2,27 @@ import type { Backend } from '../backend/backend.js';
 import type { KvCache } from '../cache/kv-cache.js';
 import { positionLimit } from '../config/position-limit.js';
 import { SessionError } from '../errors.js';
+import { failedForward, lengthsOf } from '../policy/backend-call.js';
 import type { PolicyRequest, PolicyResult, PolicyRow } from '../policy/cache-policy.js';
 import type { PolicyEvent } from '../policy/policy-events.js';
-import { wrapBackend } from '../policy/wrap-backend.js';
-import { createRopeSchedule } from '../rope/create-schedule.js';
+import { type PolicyBackend, isPolicyBackend, wrapBackend } from '../policy/wrap-backend.js';
 import type { RopeRegime } from '../rope/regime.js';
 import type { RopeSchedule } from '../rope/schedule.js';
 
 export interface SessionOptions {
   /** Called with each event a policy reports for this sequence, as it happens. */
   readonly onEvent?: (event: PolicyEvent) => void;
-  /** Overrides the schedule derived from the backend's config (e.g. a pinned regime). */
+  /**
+   * Overrides the schedule derived from the backend's config (e.g. a pinned regime), for a bare
+   * backend: the session wraps it with this schedule, so its policies-to-be see it too. A wrapped
+   * backend already has its schedule (`wrapBackend({ schedule }, …)`): another one is refused.
+   */
   readonly schedule?: RopeSchedule;
+  /**
+   * Default for {@link PrefillOptions.chunkSize}: a scheduler's sessions run long prompts in chunks
+   * so that their prefill interleaves with other sequences' decode steps.
+   */
+  readonly chunkSize?: number;
 }
 
 export interface PrefillOptions {
@@ -45,7 +54,8 @@ export interface SessionForwardOptions {
  * (what HF's rotary module does) and sends the request through `backend`. Over a bare backend the
  * cached keys keep their rotation, so across a regime change the cache goes stale exactly like an
  * HF custom loop; over `wrapBackend(backend, policy)` the policy keeps it correct, the same fix
- * `generate()` gets.
+ * `generate()` gets. A wrapped backend is used as it is (its one chain checks each request once);
+ * a bare one is wrapped once, with no policies.
  *
  * ```ts
  * const session = new Session(wrapBackend(backend, rePrefill()));
@@ -55,21 +65,34 @@ export interface SessionForwardOptions {
  * ```
  */
 export class Session {
+  /**
+   * What every forward goes through: the wrapped backend as given, or a bare one wrapped once
+   * (an empty chain: requests and results checked, a failed call never leaves rows in the cache).
+   */
+  readonly backend: PolicyBackend;
+  /** The schedule the new tokens are rotated by: the wrapped backend's, which its policies see too. */
   readonly schedule: RopeSchedule;
   /** Total length the sequence is expected to reach, once a prefill said so. */
   plannedLength: number | undefined;
   private readonly cacheRef: KvCache;
   private readonly eventLog: PolicyEvent[] = [];
-  /** `backend` behind an empty chain: its results are checked and a failed call never leaves rows in the cache. */
-  private readonly checked: Backend;
 
+  /** @throws SessionError `schedule-conflict` for a wrapped `backend` and another `options.schedule`. */
   constructor(
-    readonly backend: Backend,
+    backend: Backend,
     private readonly options: SessionOptions = {},
   ) {
-    this.schedule = options.schedule ?? createRopeSchedule(backend.config.rope);
-    this.checked = wrapBackend(backend);
-    this.cacheRef = backend.createCache();
+    const { schedule } = options;
+    if (isPolicyBackend(backend)) {
+      if (schedule !== undefined && schedule !== backend.schedule) {
+        throw new SessionError('schedule-conflict', 'this backend is wrapped with its own schedule, which its policies use: pass the schedule to wrapBackend({ schedule }, backend, ...policies) instead of Session');
+      }
+      this.backend = backend;
+    } else {
+      this.backend = schedule ? wrapBackend({ schedule }, backend) : wrapBackend(backend);
+    }
+    this.schedule = this.backend.schedule;
+    this.cacheRef = this.backend.createCache();
   }
 
   /** The sequence's cache. Its identity is stable: a policy that rebuilds it swaps the contents in. */
@@ -101,7 +124,7 @@ export class Session {
     checkIds(ids);
     const start = this.cacheRef.length;
     const total = start + ids.length;
-    const chunk = options.chunkSize ?? ids.length;
+    const chunk = options.chunkSize ?? this.options.chunkSize ?? ids.length;
     if (!Number.isInteger(chunk) || chunk < 1) throw new SessionError('bad-chunk-size', `chunkSize must be a positive integer; got ${chunk}`);
     const planned = options.plannedLength ?? this.plannedLength;
     if (options.plannedLength !== undefined) {
@@ -140,7 +163,7 @@ export class Session {
   /** Ends the sequence: policies drop what they keep for it, and the cache is freed. */
   dispose(): void {
     if (this.cacheRef.disposed) return;
-    this.checked.releaseSequence?.(this.cacheRef);
+    this.backend.releaseSequence(this.cacheRef);
     this.cacheRef.dispose();
   }
 
@@ -163,7 +186,14 @@ export class Session {
       ...(plannedLength !== undefined ? { plannedLength } : {}),
     };
     const request: PolicyRequest = { rows: [row], ...(signal ? { signal } : {}) };
-    const result = (await this.checked.forward(request)) as PolicyResult;
+    const before = lengthsOf(request);
+    let result: PolicyResult;
+    try {
+      result = await this.backend.forward(request);
+    } catch (error) {
+      // Whatever failed (the backend, or a policy's call into it), the sequence is as it was and the error typed.
+      throw failedForward(this.backend, request, before, error);
+    }
     const out = result.rows[0]!;
     for (const event of out.events ?? []) {
       this.eventLog.push(event);

@@ -1,26 +1,19 @@
 import {
-  type Backend,
   type BackendCapabilities,
   BackendError,
   type CpuKvCache,
-  CpuRerotation,
   type Float16KvCache,
   type KvCacheDtype,
   type ForwardRequest,
-  type ForwardResult,
-  type KvCache,
   type ModelConfig,
-  type RopeRegime,
   type WeightStore,
-  requireCpuCache,
-  validateForwardRequest,
   type HostKvCache,
 } from '@ropeswitch/core';
 import * as ort from 'onnxruntime-node';
 import { type CachedExport, cachedExport } from '../export/model-cache.js';
 import { checkExecutionProvider, providerStartError } from './execution-provider.js';
 import { type ExecutionProviderName, type OnnxRuntimeBackendOptions, resolveOptions } from './options.js';
-import { DecoderRunner, createHostCache } from './decoder-runner.js';
+import { HostCacheOnnxBackend } from './host-cache-onnx-backend.js';
 
 /**
  * A Phi-3 / Llama-family decoder exported to ONNX and run by onnxruntime-node.
@@ -37,34 +30,24 @@ import { DecoderRunner, createHostCache } from './decoder-runner.js';
  * `prefillChunk` run in pieces over consecutive runs): the weights are read once for a decode row
  * and a shadow chunk together.
  */
-export class OnnxRuntimeBackend implements Backend {
-  readonly name = 'onnxruntime';
-  readonly capabilities: BackendCapabilities;
+export class OnnxRuntimeBackend extends HostCacheOnnxBackend {
+  declare readonly name: 'onnxruntime';
   /** The exported model this backend runs (a folder under `cacheDir`), with its manifest. */
   readonly exported: CachedExport;
   /** The execution provider the session runs on. */
   readonly executionProvider: ExecutionProviderName;
-  /** Element type of the caches this backend makes and takes (the `cacheDtype` option). */
-  readonly cacheDtype: KvCacheDtype;
-  private session: ort.InferenceSession | undefined;
-  private readonly runner: DecoderRunner;
-  private readonly rerotation: CpuRerotation;
 
   private constructor(
-    readonly config: ModelConfig,
+    config: ModelConfig,
     session: ort.InferenceSession,
     exported: CachedExport,
     provider: ExecutionProviderName,
     settings: { anglePrecision: BackendCapabilities['anglePrecision']; prefillChunk: number; cacheDtype: KvCacheDtype },
   ) {
-    this.session = session;
+    const { anglePrecision, prefillChunk, cacheDtype } = settings;
+    super('onnxruntime', config, session, { slots: exported.manifest.slots, prefillChunk, anglePrecision, cacheDtype });
     this.exported = exported;
     this.executionProvider = provider;
-    const { anglePrecision, cacheDtype } = settings;
-    this.cacheDtype = cacheDtype;
-    this.runner = new DecoderRunner(config, { slots: exported.manifest.slots, prefillChunk: settings.prefillChunk, anglePrecision, cacheDtype });
-    this.capabilities = { cacheLocation: 'cpu', maxRows: Infinity, rerotateKeys: true, anglePrecision };
-    this.rerotation = new CpuRerotation(config, { backendName: this.name, anglePrecision, cacheDtype });
   }
 
   /**
@@ -106,31 +89,8 @@ export class OnnxRuntimeBackend implements Backend {
     return new OnnxRuntimeBackend(config, session, exported, provider, o);
   }
 
-  /** An empty cache of the backend's `cacheDtype`: a {@link CpuKvCache}, or a {@link Float16KvCache}. */
-  createCache(): HostKvCache {
-    return createHostCache(this.config, this.cacheDtype);
-  }
-
-  async rerotateKeys(cache: KvCache, to: RopeRegime): Promise<void> {
-    this.live();
-    return this.rerotation.rerotateKeys(cache, to);
-  }
-
-  prepareRerotation(from: RopeRegime, to: RopeRegime, positions: number): Promise<void> {
-    return this.rerotation.prepareRerotation(from, to, positions);
-  }
-
-  async dispose(): Promise<void> {
-    const s = this.session;
-    this.session = undefined;
-    this.rerotation.clear();
-    await s?.release();
-  }
-
-  async forward(request: ForwardRequest): Promise<ForwardResult> {
-    const session = this.live();
-    validateForwardRequest(this.config, this.capabilities, request);
-    const caches = request.rows.map((row) => requireCpuCache(row.cache, this.name, this.cacheDtype));
+  /** Refuses sequences longer than the model's sliding window, which the graph does not implement. */
+  protected override checkRows(request: ForwardRequest, caches: readonly HostKvCache[]): void {
     const window = this.config.slidingWindow;
     if (window !== undefined) {
       const longest = Math.max(...request.rows.map((row, i) => caches[i]!.length + row.tokens.length));
@@ -138,12 +98,6 @@ export class OnnxRuntimeBackend implements Backend {
         throw new BackendError('sliding-window', `a sequence of ${longest} tokens exceeds the model's sliding window (${window}), which the onnxruntime backend does not implement`);
       }
     }
-    return this.runner.forward(session, request, caches);
-  }
-
-  private live(): ort.InferenceSession {
-    if (!this.session) throw new BackendError('disposed', 'the onnxruntime backend was disposed');
-    return this.session;
   }
 }
 

@@ -80,7 +80,8 @@ export async function forwardInRuns(
       const got = out[k]!;
       if (got.length === 0) return;
       for (let i = 0; i < got.length; i++) {
-        if (!Number.isFinite(got[i]!)) throw new BackendError('non-finite-logits', `row ${piece.row}: the model produced a non-finite logit`);
+        // The code the wrapped backend's result check uses (validateForwardResult): one failure, one code.
+        if (!Number.isFinite(got[i]!)) throw new BackendError('nan-logits', `row ${piece.row} returned a non-finite logit (${got[i]}), computing the step at sequence length ${caches[piece.row]!.length}`);
       }
       logits[piece.row]!.data.set(got, filled[piece.row]!);
       filled[piece.row]! += got.length;

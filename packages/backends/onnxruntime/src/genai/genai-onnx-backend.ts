@@ -2,27 +2,17 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   type AnglePrecision,
-  type Backend,
-  type BackendCapabilities,
   BackendError,
   ConfigError,
   type CpuKvCache,
-  CpuRerotation,
   type Float16KvCache,
   type KvCacheDtype,
-  type ForwardRequest,
-  type ForwardResult,
-  type KvCache,
   type ModelConfig,
-  type RopeRegime,
   WeightsError,
   loadModelConfig,
-  requireCpuCache,
-  validateForwardRequest,
-  type HostKvCache,
 } from '@ropeswitch/core';
 import type { InferenceSession } from 'onnxruntime-node';
-import { DecoderRunner, createHostCache } from '../backend/decoder-runner.js';
+import { HostCacheOnnxBackend } from '../backend/host-cache-onnx-backend.js';
 import { resolveCacheDtype } from '../backend/options.js';
 import { checkGenaiAgainstHf, readGenaiConfig } from './genai-config.js';
 import { type GenaiSessionOptions, createGenaiSession } from './genai-session.js';
@@ -60,33 +50,26 @@ export interface GenaiOnnxBackendOptions {
  * GroupQueryAttention becomes attention over caller-owned caches that are never copied (the graph
  * returns only the new rows), rotated with the caller's per-token cos/sin, and a request's rows
  * share one session run. It then runs exactly like `OnnxRuntimeBackend` (the same
- * the `DecoderRunner`): any position ids, any regime per row, a shadow chunk beside its decode row.
+ * `HostCacheOnnxBackend` and `DecoderRunner`): any position ids, any regime per row, a shadow
+ * chunk beside its decode row.
  *
  * Caches are float32 {@link CpuKvCache}s by default, also for float16 models (their attention runs
  * in float32), or with `cacheDtype: 'float16'` {@link Float16KvCache}s (half the memory); appended
  * to only once every row of a call has succeeded; `rerotateKeys` rotates them in place.
  */
-export class GenaiOnnxBackend implements Backend {
-  readonly name = 'onnxruntime-genai';
-  readonly capabilities: BackendCapabilities;
-  private session: InferenceSession | undefined;
-  private readonly runner: DecoderRunner;
-  private readonly rerotation: CpuRerotation;
+export class GenaiOnnxBackend extends HostCacheOnnxBackend {
+  declare readonly name: 'onnxruntime-genai';
 
   private constructor(
-    readonly config: ModelConfig,
+    config: ModelConfig,
     session: InferenceSession,
     /** What the rewrite found and removed (heads, layers, element type, removed nodes). */
     readonly rewrite: Omit<GenaiAttentionRewrite, 'model'>,
     anglePrecision: AnglePrecision,
     prefillChunk: number,
-    /** Element type of the caches this backend makes and takes (the `cacheDtype` option). */
-    readonly cacheDtype: KvCacheDtype,
+    cacheDtype: KvCacheDtype,
   ) {
-    this.session = session;
-    this.capabilities = { cacheLocation: 'cpu', maxRows: Infinity, rerotateKeys: true, anglePrecision };
-    this.runner = new DecoderRunner(config, { slots: rewrite.slots, prefillChunk, anglePrecision, cacheDtype });
-    this.rerotation = new CpuRerotation(config, { backendName: this.name, anglePrecision, cacheDtype });
+    super('onnxruntime-genai', config, session, { slots: rewrite.slots, prefillChunk, anglePrecision, cacheDtype });
   }
 
   /**
@@ -123,34 +106,6 @@ export class GenaiOnnxBackend implements Backend {
     checkRewrite(rewrite, config, modelPath);
     const session = await createGenaiSession(model, modelDir, options.sessionOptions);
     return new GenaiOnnxBackend(config, session, rewrite, options.anglePrecision ?? 'float32', prefillChunk, cacheDtype);
-  }
-
-  /** An empty cache of the backend's `cacheDtype`: a {@link CpuKvCache}, or a {@link Float16KvCache}. */
-  createCache(): HostKvCache {
-    return createHostCache(this.config, this.cacheDtype);
-  }
-
-  async forward(request: ForwardRequest): Promise<ForwardResult> {
-    const session = this.session;
-    if (!session) throw new BackendError('disposed', 'the onnxruntime-genai backend was disposed');
-    validateForwardRequest(this.config, this.capabilities, request);
-    const caches = request.rows.map((row) => requireCpuCache(row.cache, this.name, this.cacheDtype));
-    return this.runner.forward(session, request, caches);
-  }
-
-  rerotateKeys(cache: KvCache, to: RopeRegime): Promise<void> {
-    return this.rerotation.rerotateKeys(cache, to);
-  }
-
-  prepareRerotation(from: RopeRegime, to: RopeRegime, positions: number): Promise<void> {
-    return this.rerotation.prepareRerotation(from, to, positions);
-  }
-
-  async dispose(): Promise<void> {
-    const session = this.session;
-    this.session = undefined;
-    this.rerotation.clear();
-    await session?.release();
   }
 }
 

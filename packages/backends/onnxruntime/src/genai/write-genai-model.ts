@@ -6,7 +6,7 @@ import {
   type ModelConfig,
   type RopeRegime,
   type WeightStore,
-  createRopeSchedule,
+  modelSchedule,
   readDecoderWeights,
   rotaryTables,
 } from '@ropeswitch/core';
@@ -205,7 +205,7 @@ export async function writeGenaiModel(
  * `[M, r/2]` (then) and short `[L, r/2]` (else). Other schedules: `[M, r/2]` initializers.
  */
 function writeRotaryCaches(g: GraphAssembly, config: ModelConfig, totalLength: string): void {
-  const schedule = createRopeSchedule(config.rope);
+  const schedule = modelSchedule(config.rope);
   const M = config.maxPositionEmbeddings;
   if (!(schedule instanceof LongRopeSchedule)) {
     const { cos, sin, half } = cacheTables(schedule.regimeFor(1), M);

@@ -1,8 +1,5 @@
-// Test support for the cache tests: rows appended as a backend appends them. Not exported.
-import { f32ToF16Bits } from '../weights/dtype.js';
-import type { RopeRegime } from '../rope/regime.js';
-import type { CpuKvCache } from './cpu-kv-cache.js';
-import type { Float16KvCache } from './float16-kv-cache.js';
+/** Rows appended to a host cache the way a backend appends them, for the cache tests. */
+import { type CpuKvCache, type Float16KvCache, type RopeRegime, f32ToF16Bits } from '@ropeswitch/core';
 
 /** The float32 value a test writes at (layer, kvHead, cache index, dim), for a key or a value. */
 export type TestValue = (l: number, h: number, i: number, d: number, key: boolean) => number;

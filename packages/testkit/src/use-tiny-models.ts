@@ -1,5 +1,5 @@
 import { beforeAll } from 'vitest';
-import { type TinyModel, tinyDynamicNtk, tinyLongRope } from './tiny-longrope.js';
+import { type TinyModel, tinyDynamicNtk, tinyLongRope } from './tiny-models.js';
 
 /** Both tiny models, readable inside tests (they load in the calling file's `beforeAll`). */
 export interface TinyModels {

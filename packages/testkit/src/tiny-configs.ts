@@ -1,9 +1,9 @@
 /**
  * Tiny model configs shared by the tests and scripts (`scripts/soak.ts`): the `config.json` sizes
  * of a tiny model, a minimal valid Llama `config.json` on them, and a parsed LongRoPE scaling with
- * Phi-3's defaults. Test-only: not exported from the package index.
+ * Phi-3's defaults.
  */
-import type { RopeScaling } from './model-config.js';
+import type { RopeScaling } from '@ropeswitch/core';
 
 /** The sizes every tiny test model shares (`config.json` fields): 4 heads of 16 over hidden 64. */
 export const TINY_SIZES = Object.freeze({
