@@ -119,6 +119,26 @@ const EXPECTATIONS: Readonly<Record<string, Expectation>> = {
   'rope-schedule.ts': {
     contains: ['S = 4095: longrope:short', 'S = 4096: longrope:short', 'S = 4097: longrope:long', 'rerotation at p = 4000'],
   },
+  'serve-http.ts': {
+    contains: ['request B (n = 40, streaming, 41 events then [DONE]): HTTP 200', 'too long (n = 200): HTTP 400 position-out-of-range', 'port refuses connections: true'],
+    check: (stdout) => {
+      const requests = stdout.split('\n').filter((line) => line.startsWith('request '));
+      expect(requests).toHaveLength(3);
+      for (const line of requests) {
+        expect(line).toContain('HTTP 200, finish_reason stop');
+        expect(line).toContain('tokens equal to a solo run: true');
+        const [, copied, n] = /copied (\d+)\/(\d+)/.exec(line)!;
+        expect(Number(copied)).toBeGreaterThanOrEqual(Number(n) - 1);
+      }
+      // Continuous batching: the concurrent sequences shared backend steps.
+      const [forwards, steps, most] = /scheduler, for A, B and C: (\d+) forwards in (\d+) backend steps, up to (\d+) forwards/.exec(stdout)!.slice(1).map(Number);
+      expect(most).toBeGreaterThan(1);
+      expect(steps).toBeLessThan(forwards! / 2);
+      // The repeated prompt came from the prefix cache, with the same tokens.
+      expect(stdout).toContain('repeat of C: HTTP 200, same tokens as before: true');
+      expect(Number(/prefix cache reused (\d+) of its 52 prompt tokens/.exec(stdout)![1])).toBeGreaterThan(40);
+    },
+  },
   'stale-loop.ts': {
     contains: ['step 0: length 58 (longrope:short)', DIVERGES],
     check: (stdout) => {

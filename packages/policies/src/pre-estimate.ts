@@ -26,7 +26,7 @@ export function preEstimate(): CachePolicy {
     const events: PolicyEvent[] =
       row.cache.length === 0 ? [{ type: 'pre-estimate', policy: name, regime: target.id, plannedLength: row.plannedLength ?? S, atLength: S }] : [];
     return { row: { ...row, regime: target }, events };
-  });
+  }, { staleKeys: 'rebuild' });
 }
 
 function uniformlyIn(row: PolicyRow, regime: RopeRegime): boolean {

@@ -11,5 +11,5 @@ import { rebuildRow } from './rebuild-row.js';
  */
 export function rePrefill(): CachePolicy {
   const name = 're-prefill';
-  return rewriteRows(name, (row, { backend }) => (hasStaleKeys(row) ? rebuildRow(row, row.regime, backend, name) : undefined));
+  return rewriteRows(name, (row, { backend }) => (hasStaleKeys(row) ? rebuildRow(row, row.regime, backend, name) : undefined), { staleKeys: 'rebuild' });
 }

@@ -40,7 +40,7 @@ export function rerotate(options: RerotateOptions = {}): CachePolicy {
     if (hasStaleKeys(row)) return eventsOnly([await rotateRow(row, options, name, cpuTables)]);
     await prepareTables(row, options, prepareWindow, cpuTables);
     return undefined;
-  });
+  }, { staleKeys: 'approximate' });
 }
 
 async function rotateRow(row: PolicyRow, { backend, schedule }: WrapForwardOptions, policy: string, cpuTables: RerotationTableCache): Promise<PolicyEvent> {

@@ -52,6 +52,8 @@ interface Shadow {
   readonly pacing: 'cost' | 'tokens';
   /** The live sequence's tokens, kept beside it so a step reads (copies) neither cache. */
   readonly live: SequenceMirror;
+  /** Whether the copy, once caught up, was left in the session's prefix cache. */
+  shared: boolean;
 }
 
 /** A copy as {@link shadowState} sees it, beside the copy its state acts on. */
@@ -146,11 +148,15 @@ export function shadowPrefill(options: ShadowPrefillOptions = {}): CachePolicy {
     const wanted = options.pacing ?? 'auto';
     const pacing = wanted === 'auto' ? (prefersCostPacing(costs, threshold) ? 'cost' : 'tokens') : wanted;
     const chunk = chunkFor(pacing, threshold);
-    const shadow: Shadow = { cache: backend.createCache(), regime, pacing, live: SequenceMirror.of(row.cache) };
+    const live = SequenceMirror.of(row.cache);
+    // A copy of the cached part under the copy's regime (another sequence's, sharing a system prompt) is a head start.
+    const seed = row.prefixes?.take(live.tokensFrom(0), { regime, maxLength: row.cache.length });
+    const shadow: Shadow = { cache: seed ?? backend.createCache(), regime, pacing, live, shared: false };
     // Room for the whole plan (or the live cache's length and this row), so the swap never grows it.
-    shadow.cache.reserve(Math.max(lengthAfter(row), Math.min(row.plannedLength ?? 0, positionLimit(backend.config))));
+    shadow.cache.reserve(Math.max(lengthAfter(row), Math.min(row.plannedLength ?? 0, positionLimit(backend.config))) - shadow.cache.length);
     // Kept only if the forward that starts it succeeds: a retry then starts (and reports) it again.
-    const built = buildChunk(row, shadow, chunk, [{ type: 'shadow-start', policy: name, regime: regime.id, atLength: lengthAfter(row) }], threshold);
+    const start: PolicyEvent = { type: 'shadow-start', policy: name, regime: regime.id, atLength: lengthAfter(row), ...(seed ? { prefixTokens: seed.length } : {}) };
+    const built = buildChunk(row, shadow, chunk, [start], threshold);
     return {
       ...built,
       onSuccess: () => {
@@ -169,8 +175,15 @@ export function shadowPrefill(options: ShadowPrefillOptions = {}): CachePolicy {
     return {
       ...(extra ? { extra: [extra], doing: `${name}: a chunk of ${extra.tokens.length} tokens of the ${shadow.regime.id} copy` } : {}),
       events,
-      // The live row is cached now: the mirror follows.
-      onSuccess: () => shadow.live.follow(row.cache, row.tokens, row.positions),
+      onSuccess: () => {
+        // The live row is cached now: the mirror follows.
+        shadow.live.follow(row.cache, row.tokens, row.positions);
+        // Caught up: later sequences sharing this prefix can start their copies from this one.
+        if (!shadow.shared && row.prefixes && shadow.cache.length === row.cache.length) {
+          shadow.shared = true;
+          row.prefixes.put(shadow.cache);
+        }
+      },
     };
   };
 
@@ -192,6 +205,8 @@ export function shadowPrefill(options: ShadowPrefillOptions = {}): CachePolicy {
 
   return {
     name,
+    // At a crossing it swaps in or rebuilds (catch-up), or hands the row on as it is ('pass').
+    ...(late === 'catch-up' ? { staleKeys: 'rebuild' as const } : {}),
     async wrapForward({ request, next, backend, schedule }) {
       const rewrites = request.rows.map((row) => plan(row, backend, schedule));
       if (!costs || !rewrites.some((r) => r?.extra)) return forwardWithRewrites(request, next, rewrites);

@@ -24,8 +24,12 @@ export type PolicyCondition = (row: PolicyRow, context: { readonly backend: Back
 export function when(condition: PolicyCondition, then: CachePolicy | readonly CachePolicy[], otherwise?: CachePolicy | readonly CachePolicy[]): CachePolicy {
   if (typeof condition !== 'function') throw new PolicyError('not-a-condition', 'when(): the condition must be a function of (row, { backend, schedule })');
   const branches = [asPolicy(then), otherwise === undefined ? undefined : asPolicy(otherwise)] as const;
+  // Exact only if both branches are (an absent branch hands rows on as they are).
+  const [a, b] = [branches[0].staleKeys, branches[1]?.staleKeys];
+  const staleKeys = a === b ? a : 'approximate';
   return {
     name: `when(${branches[0].name}${branches[1] ? ` | ${branches[1].name}` : ''})`,
+    ...(staleKeys ? { staleKeys } : {}),
     wrapForward(options) {
       const { request } = options;
       const sides = request.rows.map((row) => (condition(row, options) ? 0 : 1));

@@ -3,8 +3,12 @@
  * `report.html`, stdout). Times are milliseconds; `null` marks a value that does not apply (a
  * policy that never crosses has no crossing step).
  */
+import type { BatchSchedulerStats, PrefixCacheStats } from '@ropeswitch/core';
 
 export type ScenarioName = 'near' | 'far';
+
+/** What `--scenarios` takes: the policy scenarios, and `serve` (many sequences batched through one scheduler; see {@link ServeRun}). */
+export type BenchScenarioName = ScenarioName | 'serve';
 
 export interface BenchMachine {
   readonly cpu: string;
@@ -35,7 +39,7 @@ export interface BenchModel {
 export interface BenchSettings {
   readonly backends: readonly string[];
   readonly policies: readonly string[];
-  readonly scenarios: readonly ScenarioName[];
+  readonly scenarios: readonly BenchScenarioName[];
   /** Steps decoded past the crossing in each scenario. */
   readonly newTokens: number;
   /** Timed repetitions per (scenario, backend, policy); cost figures are their medians. */
@@ -51,6 +55,8 @@ export interface BenchSettings {
    * parsed them; absent flags are the backends' defaults.
    */
   readonly backendFlags?: Readonly<Record<string, string | number>>;
+  /** The serve scenario's size (`--serve-sequences`, `--serve-new-tokens`), when it ran. */
+  readonly serve?: { readonly sequences: number; readonly newTokens: number };
 }
 
 export interface BenchScenario {
@@ -138,12 +144,79 @@ export interface TaskRun {
   readonly hf: { readonly tokenAccuracy: number; readonly postCrossingAccuracy: number | null } | null;
 }
 
+/** One side of the serve scenario: every sequence batched through one scheduler, or the same ones one at a time. */
+export interface ServeSide {
+  /** Wall time from the first sequence's arrival to the last one's last token. */
+  readonly seconds: number;
+  /** Tokens chosen by all sequences together over `seconds`. */
+  readonly tokensPerSecond: number;
+  /** Time per output token: the gaps between a sequence's consecutive tokens, over every sequence (median and nearest-rank p99). */
+  readonly p50TokenMs: number;
+  readonly p99TokenMs: number;
+  /** Median time from a sequence's arrival to its first token. */
+  readonly p50TtftMs: number;
+  /** Tokens the backend processed, every row of every forward (a prefix taken from the cache is not run again). */
+  readonly forwardTokens: number;
+  /** The process's largest resident set during this side (weights, every live cache and the prefix cache included). */
+  readonly peakRssBytes: number;
+}
+
+/** What the serve scenario fed, the same on every backend (it depends on the model only). */
+export interface ServeShape {
+  readonly sequences: number;
+  /** Tokens each sequence chooses (greedy): its prompt's forward, then `newTokens − 1` decode steps. */
+  readonly newTokens: number;
+  /** Length of the system prompt every sequence starts with. */
+  readonly systemTokens: number;
+  /** Each sequence's prompt length (system prompt included), in arrival order. */
+  readonly promptTokens: readonly number[];
+  /** Per sequence: the first decode step whose forward covers more than L tokens (step 0 = the prompt's forward); `null` when it never crosses. */
+  readonly crossingSteps: readonly (number | null)[];
+  /** Per sequence: decode steps of the first sequence before it arrived (0 for the first). */
+  readonly arrivals: readonly number[];
+}
+
+/**
+ * The serve scenario on one backend under one policy: `sequences` sequences sharing a system
+ * prompt, arriving one decode step apart, some crossing L, batched through one `BatchScheduler`
+ * with a `PrefixCache`, against the same sequences run one at a time, each on a fresh `Session`
+ * (no scheduler, no prefix cache).
+ */
+export interface ServeRun extends ServeShape {
+  readonly backend: string;
+  readonly policy: string;
+  /** batched.tokensPerSecond / solo.tokensPerSecond. */
+  readonly throughputRatio: number;
+  /** Whether every sequence chose the same tokens batched as alone. */
+  readonly identicalToSolo: boolean;
+  /** How many sequences chose other tokens batched than alone. */
+  readonly differingSequences: number;
+  /** Largest |logit batched − logit alone| over every sequence and step. */
+  readonly maxLogitDiff: number;
+  /** hits / (hits + misses) of the batched side's prefix cache; `null` when it was never asked. */
+  readonly prefixHitRate: number | null;
+  /** The batched side's prefix cache at the end (`PrefixCache.stats`) and its byte budget. */
+  readonly prefix: PrefixCacheStats & { readonly maxBytes: number };
+  readonly batched: ServeSide;
+  readonly solo: ServeSide;
+  /** The scheduler's counters after the batched side (`BatchScheduler.stats`). */
+  readonly scheduler: BatchSchedulerStats;
+  /** The larger of the two sides' peak resident sets. */
+  readonly peakRssBytes: number;
+  /** Events the policy reported on the batched side, counted by type (`shadow-swap: 4`). */
+  readonly events: Readonly<Record<string, number>>;
+}
+
 /** A performance target from the issue, checked on this run. */
 export interface TargetCheck {
   readonly name: string;
   readonly description: string;
   readonly value: number | null;
+  /** The bound: `value ≤ limit` is met, or `value ≥ limit` when {@link atLeast}. */
   readonly limit: number;
+  /** The target is a floor (a throughput ratio), not a ceiling. */
+  readonly atLeast?: boolean;
+  /** `null`: not measured, or the figure only (the target applies elsewhere). */
   readonly met: boolean | null;
   /** What the figure is set against, printed beside it (e.g. rePrefill's ratio). */
   readonly comparedWith?: string;
@@ -160,5 +233,7 @@ export interface BenchReport {
   readonly scenarios: readonly BenchScenario[];
   readonly runs: readonly BenchRun[];
   readonly task: readonly TaskRun[];
+  /** The serve scenario per (backend, policy), when `--scenarios` has it. */
+  readonly serve?: readonly ServeRun[];
   readonly targets: readonly TargetCheck[];
 }

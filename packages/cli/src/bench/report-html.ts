@@ -14,6 +14,9 @@ import {
   scenarioRuns,
   scenarioSummary,
   scenarioTitle,
+  serveSummary,
+  serveTable,
+  serveWorkTable,
   spreadTable,
   targetsTable,
   taskTable,
@@ -199,6 +202,18 @@ export function renderHtml(report: BenchReport): string {
       body.push('<p class="note">Spread over the repeats (min–max, ms):</p>', htmlTable(spreadTable(report, scenario)));
     }
     body.push(eventsList(report, scenario), '</section>');
+  }
+
+  if (report.serve && report.serve.length > 0) {
+    body.push(
+      '<section id="scenario-serve"><h2>Scenario serve</h2>',
+      `<p>${escapeHtml(serveSummary(report))}.</p>`,
+      '<h3>Throughput and time per output token</h3><p class="note">Tokens chosen by all sequences over the wall time; time per output token: the gaps between a sequence’s tokens, over every sequence. Batched beside solo.</p>',
+      htmlTable(serveTable(report)),
+      '<h3>Work</h3><p class="note">The batched side’s scheduler steps and prefix cache, and the tokens each side ran through the backend.</p>',
+      htmlTable(serveWorkTable(report)),
+      '</section>',
+    );
   }
 
   if (report.targets.length > 0) {

@@ -9,6 +9,9 @@ import {
   runDetails,
   scenarioSummary,
   scenarioTitle,
+  serveSummary,
+  serveTable,
+  serveWorkTable,
   spreadTable,
   targetsTable,
   taskTable,
@@ -58,6 +61,17 @@ export function renderMarkdown(report: BenchReport): string {
     if (report.settings.repeats > 1) {
       out.push('Spread over the repeats (min–max, ms):', markdownTable(spreadTable(report, scenario)));
     }
+  }
+
+  if (report.serve && report.serve.length > 0) {
+    out.push(
+      '## Scenario serve',
+      `${serveSummary(report)}.`,
+      '**Throughput** (tokens chosen by all sequences over the wall time) and **time per output token** (gaps between a sequence\'s tokens, over every sequence), batched beside solo:',
+      markdownTable(serveTable(report)),
+      '**Work** of the batched side (scheduler steps, prefix cache) and tokens each side ran through the backend:',
+      markdownTable(serveWorkTable(report)),
+    );
   }
 
   if (report.targets.length > 0) {

@@ -3,7 +3,7 @@
  * so both say the same thing. Cells are plain (unescaped) strings: each renderer escapes for its
  * own format.
  */
-import type { BenchReport, BenchRun, BenchScenario, TaskRun } from './bench-report.js';
+import type { BenchReport, BenchRun, BenchScenario, ServeRun, TaskRun } from './bench-report.js';
 import {
   NOT_APPLICABLE,
   formatBytes,
@@ -185,9 +185,101 @@ export function targetsTable(report: BenchReport): ReportTable {
       t.name,
       t.description,
       formatNumber(t.value),
-      formatNumber(t.limit),
+      t.atLeast ? `≥ ${formatNumber(t.limit)}` : formatNumber(t.limit),
       metMark(t.met),
       t.comparedWith ?? NOT_APPLICABLE,
+    ]),
+  };
+}
+
+/** The serve runs, by backend then policy in the settings' order. */
+export function serveRuns(report: BenchReport): ServeRun[] {
+  return [...(report.serve ?? [])].sort(bySettingsOrder(report));
+}
+
+/** One line on what the serve scenario fed (the same plan on every backend: it depends on the model only). */
+export function serveSummary(report: BenchReport): string {
+  const run = report.serve?.[0];
+  if (!run) return 'not run';
+  const crossing = run.crossingSteps.flatMap((c, i) => (c === null ? [] : [`${i} at step ${c}`]));
+  return (
+    `${run.sequences} sequences of ${formatCount(run.newTokens)} new tokens (greedy), prompts of ${formatCount(Math.min(...run.promptTokens))}–${formatCount(Math.max(...run.promptTokens))} tokens ` +
+    `sharing a ${formatCount(run.systemTokens)}-token system prompt; sequence i arrives after i decode steps of the first; ` +
+    `${crossing.length} cross L = ${formatCount(report.threshold)} (sequence ${crossing.join(', ')}; sequences counted from 0), the others stay below it. ` +
+    'Batched: one BatchScheduler (default limits) with a PrefixCache; solo: each sequence alone on a fresh Session, no scheduler, no prefix cache'
+  );
+}
+
+/** Throughput and latency of the serve scenario, batched beside solo, with whether every sequence matched its solo run. */
+export function serveTable(report: BenchReport): ReportTable {
+  return {
+    columns: [
+      left('backend'),
+      left('policy'),
+      right('sequences'),
+      center('identical to solo'),
+      right('max |Δlogit|'),
+      right('prefix hit rate'),
+      right('batched s'),
+      right('batched tok/s'),
+      right('solo s'),
+      right('solo tok/s'),
+      right('throughput ratio'),
+      right('batched ms/token p50 / p99'),
+      right('solo ms/token p50 / p99'),
+      right('TTFT p50 ms batched / solo'),
+      right('peak RSS'),
+    ],
+    rows: serveRuns(report).map((r) => [
+      r.backend,
+      r.policy,
+      formatCount(r.sequences),
+      metMark(r.identicalToSolo),
+      formatSmall(r.maxLogitDiff),
+      formatPercent(r.prefixHitRate),
+      formatNumber(r.batched.seconds),
+      formatNumber(r.batched.tokensPerSecond),
+      formatNumber(r.solo.seconds),
+      formatNumber(r.solo.tokensPerSecond),
+      formatRatio(r.throughputRatio),
+      `${formatMs(r.batched.p50TokenMs)} / ${formatMs(r.batched.p99TokenMs)}`,
+      `${formatMs(r.solo.p50TokenMs)} / ${formatMs(r.solo.p99TokenMs)}`,
+      `${formatMs(r.batched.p50TtftMs)} / ${formatMs(r.solo.p50TtftMs)}`,
+      formatBytes(r.peakRssBytes),
+    ]),
+  };
+}
+
+/** What the batched side's scheduler and prefix cache did, and the backend work of each side. */
+export function serveWorkTable(report: BenchReport): ReportTable {
+  return {
+    columns: [
+      left('backend'),
+      left('policy'),
+      right('steps'),
+      right('forwards'),
+      right('rows'),
+      right('max rows / forwards in a step'),
+      right('peak queue'),
+      right('solo retries'),
+      right('prefix hits / misses'),
+      right('tokens reused'),
+      right('fwd tokens batched / solo'),
+      left('events (batched)'),
+    ],
+    rows: serveRuns(report).map((r) => [
+      r.backend,
+      r.policy,
+      formatCount(r.scheduler.steps),
+      formatCount(r.scheduler.forwards),
+      formatCount(r.scheduler.rows),
+      `${formatCount(r.scheduler.maxRowsInStep)} / ${formatCount(r.scheduler.maxForwardsInStep)}`,
+      formatCount(r.scheduler.peakQueue),
+      formatCount(r.scheduler.soloRetries),
+      `${formatCount(r.prefix.hits)} / ${formatCount(r.prefix.misses)}`,
+      formatCount(r.prefix.hitTokens),
+      `${formatCount(r.batched.forwardTokens)} / ${formatCount(r.solo.forwardTokens)}`,
+      Object.entries(r.events).map(([type, n]) => `${type} ×${n}`).join(', ') || NOT_APPLICABLE,
     ]),
   };
 }
@@ -213,6 +305,7 @@ export function runDetails(report: BenchReport): (readonly [string, string])[] {
     ['policies', settings.policies.join(', ')],
     ['scenarios', settings.scenarios.join(', ')],
     ['new tokens', formatCount(settings.newTokens)],
+    ...(settings.serve ? [['serve', `${settings.serve.sequences} sequences of ${settings.serve.newTokens} new tokens`] as const] : []),
     ['repeats', `${settings.repeats} timed (cost figures are their medians)`],
     ['quick', settings.quick ? 'yes' : 'no'],
     ['budget', settings.budgetMinutes === null ? 'none: every scenario as defined' : `${formatCount(settings.budgetMinutes)} min per scenario and backend, by estimate`],

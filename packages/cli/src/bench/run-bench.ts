@@ -1,8 +1,8 @@
 import { cpus } from 'node:os';
-import { type Backend, type ModelConfig, type RopeSchedule, SeededRandom, modelSchedule, loadWeights, storedBytes } from '@ropeswitch/core';
+import { type Backend, type ModelConfig, type RopeSchedule, SeededRandom, modelSchedule, loadWeights, positionLimit, storedBytes } from '@ropeswitch/core';
 import type { BackendSettings } from '../backend-flags.js';
 import { type BackendName, TRAINED_MODEL_DIR, openBackend } from '../backends.js';
-import type { BenchModel, BenchReport, BenchRun, BenchScenario, RunCost, RunQuality, ScenarioName, TaskRun } from './bench-report.js';
+import type { BenchModel, BenchReport, BenchRun, BenchScenario, BenchScenarioName, RunCost, RunQuality, ScenarioName, ServeRun, TaskRun } from './bench-report.js';
 import { CountingBackend } from './counting-backend.js';
 import { type MiddlewareOverhead, measureMiddlewareOverhead } from './middleware-overhead.js';
 import { oracleLogits } from './oracle-logits.js';
@@ -11,8 +11,10 @@ import type { BenchProgress } from './progress.js';
 import { measureRerotation } from './rerotation-cost.js';
 import { type BackendSpeed, WARM_UP_FULL_MS, estimateRunMs, measureSpeed, prefillMs, sizeScenario } from './scenario-budget.js';
 import { type ScenarioPlan, planScenario } from './scenario-plan.js';
+import { SERVE_DEFAULTS, planServe } from './serve-plan.js';
+import { runServe, warmUpServe } from './serve-scenario.js';
 import { median, medianIndex, minMax, percentile } from './statistics.js';
-import { type BackendMeasurements, checkTargets } from './targets.js';
+import { type BackendMeasurements, checkServeTargets, checkTargets } from './targets.js';
 import { TASK_COPY_LENGTHS, readHfTaskFigures, runTask } from './task-scenario.js';
 
 /** The policy every cost ratio is taken against; it always runs. */
@@ -25,7 +27,10 @@ export interface BenchOptions {
   readonly backends: readonly BackendName[];
   /** Policy names in report order; `stale` is added first when missing. */
   readonly policies: readonly string[];
-  readonly scenarios: readonly ScenarioName[];
+  /** `near` and `far` run every policy; `serve` runs each of {@link policies} (as given) batched against solo. */
+  readonly scenarios: readonly BenchScenarioName[];
+  /** The serve scenario's size (default 8 sequences of 32 new tokens). */
+  readonly serve?: { readonly sequences: number; readonly newTokens: number };
   /** Steps decoded from the crossing on (the crossing step included). */
   readonly newTokens: number;
   /** Timed runs per (scenario, backend, policy), after one warm-up run per (scenario, backend). */
@@ -50,7 +55,9 @@ const NO_PROGRESS: BenchProgress = { start() {}, step() {}, finish() {} };
  * no-cache oracle: its tokens are the stream every other policy is teacher-forced on, and it is
  * re-prefill's first timed run), the oracle's logits at the steps around and after the crossing,
  * then `repeats` timed runs of each policy in turn; then the rotation and middleware measurements;
- * then the copy task on the trained model.
+ * then the serve scenario under each policy asked for (the `stale` added for the ratios only when
+ * asked: serve has no ratio to it); then the copy task on the trained model. A run of serve alone
+ * skips the speed probe and the rotation and middleware measurements (nothing of serve needs them).
  */
 export async function runBench(options: BenchOptions): Promise<BenchReport> {
   const progress = options.progress ?? NO_PROGRESS;
@@ -59,12 +66,19 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
   const task = options.taskSequences > 0;
   const streamIsRun = policies.includes(STREAM_POLICY) ? 1 : 0;
   const perScenario = 3 + policies.length * options.repeats - streamIsRun;
-  const perBackend = 1 + options.scenarios.length * perScenario + 2 + (task ? policies.length * TASK_COPY_LENGTHS.length : 0);
+  const scenarios = options.scenarios.filter((s): s is ScenarioName => s !== 'serve');
+  const serve = options.scenarios.includes('serve') ? (options.serve ?? SERVE_DEFAULTS) : undefined;
+  const servePolicies = options.policies.slice();
+  const perBackend =
+    (scenarios.length > 0 ? 1 + scenarios.length * perScenario + 2 : 0) +
+    (serve ? 1 + 2 * servePolicies.length : 0) +
+    (task ? policies.length * TASK_COPY_LENGTHS.length : 0);
   progress.start(options.backends.length * perBackend);
   const budgetMs = options.budgetMinutes == null || options.budgetMinutes <= 0 ? null : options.budgetMinutes * 60_000;
 
   const runs: BenchRun[] = [];
   const taskRuns: TaskRun[] = [];
+  const serveRuns: ServeRun[] = [];
   const measured: BackendMeasurements[] = [];
   const plans: { plan: ScenarioPlan; backend: string }[] = [];
   let config: ModelConfig | undefined;
@@ -77,19 +91,30 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
       const schedule = modelSchedule(config.rope);
       if (schedule.threshold === undefined) throw new Error(`the model in ${options.modelDir} has a static RoPE schedule: nothing to benchmark`);
       threshold = schedule.threshold;
-      progress.step(`${backendName}: speed on this model (sizes the plans)`);
-      const speed = await measureSpeed(backend, seed);
-      for (const scenario of options.scenarios) {
-        const sizing = sizeScenario(scenario, threshold, options.newTokens, policies, options.repeats, speed, budgetMs, backendName);
-        const plan = planScenario(scenario, schedule, threshold, options.newTokens, config.vocabSize, seed, sizing);
-        plans.push({ plan, backend: backendName });
-        runs.push(...(await runScenario(backend, backendName, schedule, plan, policies, options.repeats, speed, progress)));
+      if (scenarios.length > 0) {
+        progress.step(`${backendName}: speed on this model (sizes the plans)`);
+        const speed = await measureSpeed(backend, seed);
+        for (const scenario of scenarios) {
+          const sizing = sizeScenario(scenario, threshold, options.newTokens, policies, options.repeats, speed, budgetMs, backendName);
+          const plan = planScenario(scenario, schedule, threshold, options.newTokens, config.vocabSize, seed, sizing);
+          plans.push({ plan, backend: backendName });
+          runs.push(...(await runScenario(backend, backendName, schedule, plan, policies, options.repeats, speed, progress)));
+        }
+        progress.step(`${backendName}: rerotation vs key copy`);
+        const rerotation = await measureRerotation(backend, schedule, threshold, seed ^ 0x726f74);
+        progress.step(`${backendName}: middleware overhead`);
+        const overhead = await measureOverhead(backend, threshold, config.vocabSize, seed, speed);
+        measured.push({ backend: backendName, rerotation, overhead });
       }
-      progress.step(`${backendName}: rerotation vs key copy`);
-      const rerotation = await measureRerotation(backend, schedule, threshold, seed ^ 0x726f74);
-      progress.step(`${backendName}: middleware overhead`);
-      const overhead = await measureOverhead(backend, threshold, config.vocabSize, seed, speed);
-      measured.push({ backend: backendName, rerotation, overhead });
+      if (serve) {
+        const plan = planServe(threshold, positionLimit(config), serve.sequences, serve.newTokens, config.vocabSize, seed);
+        progress.step(`serve/${backendName}: warm-up`);
+        await warmUpServe(backend, servePolicies[0]!);
+        for (const policy of servePolicies) {
+          const where = `serve/${backendName}: ${policy}, ${plan.sequences} sequences of ${plan.newTokens} new tokens`;
+          serveRuns.push(await runServe(backend, backendName, policy, plan, (side) => progress.step(`${where}, ${side}`)));
+        }
+      }
     } finally {
       await backend.dispose();
     }
@@ -112,11 +137,13 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
       quick: options.quick,
       budgetMinutes: budgetMs === null ? null : budgetMs / 60_000,
       ...(options.settings && Object.keys(options.settings).length > 0 ? { backendFlags: { ...options.settings } } : {}),
+      ...(serve ? { serve: { ...serve } } : {}),
     },
-    scenarios: scenarioEntries(options.scenarios, plans),
+    scenarios: scenarioEntries(scenarios, plans),
     runs,
     task: taskRuns,
-    targets: checkTargets(runs, measured, options.scenarios, config!.hiddenSize),
+    ...(serve ? { serve: serveRuns } : {}),
+    targets: [...checkTargets(runs, measured, scenarios, config!.hiddenSize), ...checkServeTargets(serveRuns, config!.hiddenSize)],
   };
 }
 

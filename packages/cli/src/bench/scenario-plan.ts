@@ -1,8 +1,10 @@
 import { SeededRandom, type RopeSchedule } from '@ropeswitch/core';
-import type { BenchScenario, ScenarioName } from './bench-report.js';
+import type { BenchScenario, BenchScenarioName, ScenarioName } from './bench-report.js';
 
-/** The scenarios, in the order they run and print. */
+/** The policy scenarios, in the order they run and print: the default of `--scenarios`. */
 export const SCENARIO_NAMES: readonly ScenarioName[] = ['near', 'far'];
+/** Everything `--scenarios` takes: the policy scenarios, then `serve` (only when asked: it runs every sequence twice, batched and alone). */
+export const BENCH_SCENARIO_NAMES: readonly BenchScenarioName[] = [...SCENARIO_NAMES, 'serve'];
 
 /** Tokens the near scenario's prompt stays below L (the crossing is its 7th decode step). */
 export const NEAR_MARGIN = 6;

@@ -1,6 +1,6 @@
 import type { Backend } from '../backend/backend.js';
 import { PolicyError } from '../errors.js';
-import type { CachePolicy, ForwardNext, PolicyRequest, PolicyResult, WrapForwardOptions } from './cache-policy.js';
+import type { CachePolicy, ForwardNext, PolicyRequest, PolicyResult, StaleKeyHandling, WrapForwardOptions } from './cache-policy.js';
 
 /** One policy of a chain, and the backend it was wrapped around when that is not the chain's (what its `wrapForward` sees as `backend`). */
 export interface ChainLink {
@@ -17,13 +17,20 @@ export interface ChainLink {
 export function composePolicies(...policies: CachePolicy[]): CachePolicy {
   const chain = checkedPolicies(policies);
   const links = chain.map((policy) => ({ policy }));
+  const staleKeys = staleKeysOf(chain);
   return {
     name: chain.map((p) => p.name).join(' → ') || 'pass-through',
+    ...(staleKeys ? { staleKeys } : {}),
     wrapForward: (options) => runChain(links, options),
     releaseSequence(cache) {
       for (const p of chain) p.releaseSequence?.(cache);
     },
   };
+}
+
+/** What a chain does with stale keys: the first policy that says decides (the rest never see such a row as it was). */
+export function staleKeysOf(chain: readonly CachePolicy[]): StaleKeyHandling | undefined {
+  return chain.find((p) => p.staleKeys !== undefined)?.staleKeys;
 }
 
 /** A copy of `policies`, each checked to be a {@link CachePolicy} (a `PolicyError` `not-a-policy` names the first that is not). */

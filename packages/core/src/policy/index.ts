@@ -5,6 +5,8 @@ export type {
   PolicyResult,
   PolicyRow,
   PolicyRowResult,
+  PrefixSource,
+  StaleKeyHandling,
   WrapForwardOptions,
 } from './cache-policy.js';
 export type * from './policy-events.js';

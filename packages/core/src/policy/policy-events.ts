@@ -49,6 +49,8 @@ export interface PreEstimateEvent extends EventBase {
 export interface ShadowStartEvent extends EventBase {
   readonly type: 'shadow-start';
   readonly regime: string;
+  /** Tokens the copy started with, taken from the session's prefix cache under its regime (absent when none). */
+  readonly prefixTokens?: number;
 }
 
 /** The shadow copy replaced the live cache. */

@@ -75,7 +75,7 @@ export type RowRewriter = (row: PolicyRow, options: WrapForwardOptions) => RowRe
  *     from: row.cache.regimeAt(row.cache.length - 1).id, to: row.regime.id, atLength: lengthAfter(row) }]) : undefined);
  * ```
  */
-export function rewriteRows(name: string, rewrite: RowRewriter, hooks: Pick<CachePolicy, 'releaseSequence'> = {}): CachePolicy {
+export function rewriteRows(name: string, rewrite: RowRewriter, hooks: Pick<CachePolicy, 'releaseSequence' | 'staleKeys'> = {}): CachePolicy {
   if (typeof name !== 'string' || typeof rewrite !== 'function') {
     throw new PolicyError('not-a-policy', 'rewriteRows(name, rewrite): a name and a function of (row, options) are needed');
   }
@@ -90,5 +90,6 @@ export function rewriteRows(name: string, rewrite: RowRewriter, hooks: Pick<Cach
       return forwardWithRewrites(options.request, options.next, rewrites);
     },
     ...(hooks.releaseSequence ? { releaseSequence: hooks.releaseSequence } : {}),
+    ...(hooks.staleKeys ? { staleKeys: hooks.staleKeys } : {}),
   };
 }

@@ -6,8 +6,8 @@ import { modelSchedule } from '../rope/create-schedule.js';
 import type { RopeRegime } from '../rope/regime.js';
 import type { RopeSchedule } from '../rope/schedule.js';
 import { backendCall } from './backend-call.js';
-import type { CachePolicy, PolicyRequest, PolicyResult } from './cache-policy.js';
-import { type ChainLink, checkedPolicies, runChain } from './compose-policies.js';
+import type { CachePolicy, PolicyRequest, PolicyResult, StaleKeyHandling } from './cache-policy.js';
+import { type ChainLink, checkedPolicies, runChain, staleKeysOf } from './compose-policies.js';
 
 /**
  * Something that keeps state per sequence and must hear when one ends. Every {@link PolicyBackend}
@@ -40,6 +40,8 @@ export interface PolicyBackend extends Backend, SequenceReleaser {
   readonly policies: readonly CachePolicy[];
   /** The schedule every policy of the chain sees, and every session over this backend rotates by. */
   readonly schedule: RopeSchedule;
+  /** What the chain does with cached keys of another regime: `'keep'` when no policy says (a stale cache). */
+  readonly staleKeys: StaleKeyHandling | 'keep';
 }
 
 /** The wrappers {@link wrapBackend} made, with the links of their chains. */
@@ -102,6 +104,7 @@ export function wrapBackend(first: Backend | WrapOptions, ...rest: (Backend | Ca
     base,
     policies: Object.freeze(links.map((l) => l.policy)),
     schedule,
+    staleKeys: staleKeysOf(links.map((l) => l.policy)) ?? 'keep',
     createCache: () => base.createCache(),
     forward: async (request) => {
       validateForwardRequest(base.config, unbounded, request);

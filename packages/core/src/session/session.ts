@@ -8,6 +8,7 @@ import type { PolicyEvent } from '../policy/policy-events.js';
 import { type PolicyBackend, isPolicyBackend, wrapBackend } from '../policy/wrap-backend.js';
 import type { RopeRegime } from '../rope/regime.js';
 import type { RopeSchedule } from '../rope/schedule.js';
+import type { PrefixCache } from './prefix-cache.js';
 
 export interface SessionOptions {
   /** Called with each event a policy reports for this sequence, as it happens. */
@@ -23,6 +24,15 @@ export interface SessionOptions {
    * so that their prefill interleaves with other sequences' decode steps.
    */
   readonly chunkSize?: number;
+  /**
+   * Reuse cached prefixes: a prefill into an empty session starts from the longest usable one
+   * (a clone), and every successful prefill stores the sequence so far for later sessions. A prefix
+   * whose keys another regime rotated is used only through a chain that rebuilds stale keys
+   * (`backend.staleKeys === 'rebuild'`: `rePrefill`, `preEstimate`, `shadowPrefill` catching up), so a
+   * hit is always as exact as a fresh prefill; for any other chain it is a miss. The prefix cache
+   * must hold caches of this session's backend only.
+   */
+  readonly prefixCache?: PrefixCache;
 }
 
 export interface PrefillOptions {
@@ -77,7 +87,10 @@ export class Session {
   private readonly cacheRef: KvCache;
   private readonly eventLog: PolicyEvent[] = [];
 
-  /** @throws SessionError `schedule-conflict` for a wrapped `backend` and another `options.schedule`. */
+  /**
+   * @throws SessionError `schedule-conflict` for a wrapped `backend` and another `options.schedule`;
+   * `foreign-cache` for an `options.prefixCache` already tied to another backend.
+   */
   constructor(
     backend: Backend,
     private readonly options: SessionOptions = {},
@@ -92,6 +105,7 @@ export class Session {
       this.backend = schedule ? wrapBackend({ schedule }, backend) : wrapBackend(backend);
     }
     this.schedule = this.backend.schedule;
+    options.prefixCache?.attach(this.backend.base);
     this.cacheRef = this.backend.createCache();
   }
 
@@ -118,7 +132,8 @@ export class Session {
   /**
    * Runs a prompt (or the next turn of one) after what the session holds, in chunks when asked.
    * Returns the logits of the last `logits` positions, `[position][vocab]`. A failed or aborted
-   * chunk throws and leaves the session as it was before that chunk (earlier chunks stay cached).
+   * chunk throws and leaves the session as it was before that chunk (earlier chunks stay cached;
+   * a prefix taken from `SessionOptions.prefixCache` goes again when the first chunk fails).
    */
   async prefill(ids: ArrayLike<number>, options: PrefillOptions = {}): Promise<Float32Array> {
     checkIds(ids);
@@ -135,20 +150,53 @@ export class Session {
     }
     const want = options.logits ?? 1;
     checkLogitsCount(want, ids.length);
-    // Never more than the model can hold: a plan past the position limit fails at that position anyway.
-    if (planned !== undefined) this.cacheRef.reserve(Math.max(0, Math.min(planned, positionLimit(this.backend.config)) - this.cacheRef.length));
     // One regime for every chunk, decided by the whole prompt's length.
     const regime = this.schedule.regimeFor(total);
+    const reused = start === 0 ? this.takePrefix(ids, regime, want) : 0;
     let logits: Float32Array = new Float32Array(0);
-    for (let from = 0; from < ids.length; from += chunk) {
-      const to = Math.min(ids.length, from + chunk);
-      const tail = Math.max(0, want - (ids.length - to));
-      const part = await this.run(Array.from({ length: to - from }, (_, i) => ids[from + i]!), regime, Math.min(tail, to - from), true, planned, options.signal);
-      if (part.length > 0) logits = concat(logits, part);
+    try {
+      // Never more than the model can hold: a plan past the position limit fails at that position anyway.
+      if (planned !== undefined) this.cacheRef.reserve(Math.max(0, Math.min(planned, positionLimit(this.backend.config)) - this.cacheRef.length));
+      for (let from = reused; from < ids.length; from += chunk) {
+        const to = Math.min(ids.length, from + chunk);
+        const tail = Math.max(0, want - (ids.length - to));
+        const part = await this.run(Array.from({ length: to - from }, (_, i) => ids[from + i]!), regime, Math.min(tail, to - from), true, planned, options.signal);
+        if (part.length > 0) logits = concat(logits, part);
+      }
+    } catch (error) {
+      // Nothing of this prefill ran: the session goes back to empty, as it was (policies forget the prefix).
+      if (reused > 0 && this.cacheRef.length === reused) {
+        this.cacheRef.crop(0);
+        this.backend.releaseSequence(this.cacheRef);
+      }
+      throw error;
     }
     // The plan holds once the prompt it came with is in: a failed prefill leaves the old one.
     this.plannedLength = planned;
+    this.options.prefixCache?.put(this.cacheRef);
     return logits;
+  }
+
+  /**
+   * Starts an empty session from the longest usable prefix of `ids` in the prefix cache; returns
+   * its length (0 on a miss). At least `max(1, want)` tokens are left to run, so the logits asked
+   * for are computed.
+   */
+  private takePrefix(ids: ArrayLike<number>, regime: RopeRegime, want: number): number {
+    const prefixes = this.options.prefixCache;
+    if (prefixes === undefined) return 0;
+    // Keys of another regime are fine only when a policy will rebuild them; a bare chain would keep them stale.
+    // Another regime's prefix only through a chain that makes it exact (rePrefill, shadowPrefill catching up).
+    const otherRegimes = this.backend.staleKeys === 'rebuild';
+    const hit = prefixes.take(ids, { regime, otherRegimes, maxLength: ids.length - Math.max(1, want) });
+    if (hit === undefined) return 0;
+    try {
+      this.cacheRef.replaceWith(hit);
+    } catch (error) {
+      hit.dispose();
+      throw error;
+    }
+    return this.cacheRef.length;
   }
 
   /** Runs `ids` after what the session holds; returns the logits of the last `logits` positions (default 1), `[position][vocab]`. */
@@ -184,6 +232,7 @@ export class Session {
       logits,
       ...(prefill ? { prefill } : {}),
       ...(plannedLength !== undefined ? { plannedLength } : {}),
+      ...(this.options.prefixCache ? { prefixes: this.options.prefixCache } : {}),
     };
     const request: PolicyRequest = { rows: [row], ...(signal ? { signal } : {}) };
     const before = lengthsOf(request);

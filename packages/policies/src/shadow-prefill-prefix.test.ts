@@ -1,0 +1,47 @@
+import { PrefixCache, Session, type ShadowStartEvent, wrapBackend } from '@ropeswitch/core';
+import { randomIds, recording, snapshot } from '@ropeswitch/testkit';
+import { useTinyModels } from '@ropeswitch/testkit/vitest';
+import { describe, expect, it } from 'vitest';
+import { shadowPrefill } from './shadow-prefill.js';
+
+const models = useTinyModels();
+
+describe('shadowPrefill with a prefix cache', () => {
+  it('a second sequence sharing a system prompt starts its long copy from the first one\'s, and still equals its solo run bit for bit', async () => {
+    const m = models.longrope;
+    const system = randomIds(61, 10, m.vocab);
+    const prompts = [0, 1].map((i) => [...system, ...randomIds(62 + i, 3, m.vocab)]); // 13 tokens, in the window of threshold 16
+    const steps = 6; // past the crossing (S = 17)
+    const rec = recording(m.backend);
+    const prefixes = new PrefixCache({ maxBytes: 1 << 24 });
+    const backend = wrapBackend(rec, shadowPrefill());
+    const run = async (session: Session, prompt: number[]) => {
+      const logits = [await session.prefill(prompt, { plannedLength: prompt.length + steps })];
+      for (let i = 0; i < steps; i++) logits.push(await session.forward([(i * 5 + 1) % m.vocab]));
+      return logits;
+    };
+    const tokensRun = () => rec.calls.flat().reduce((n, r) => n + r.tokens.length, 0);
+    const used: number[] = [];
+    const sessions: Session[] = [];
+    for (const prompt of prompts) {
+      const before = tokensRun();
+      const session = new Session(backend, { prefixCache: prefixes });
+      const got = await run(session, prompt);
+      used.push(tokensRun() - before);
+      const solo = new Session(wrapBackend(m.backend, shadowPrefill()));
+      const want = await run(solo, prompt);
+      got.forEach((l, i) => expect(Array.from(l)).toEqual(Array.from(want[i]!)));
+      expect(snapshot(session.cache)).toEqual(snapshot(solo.cache));
+      solo.dispose();
+      sessions.push(session);
+    }
+    const starts = sessions.map((s) => s.events.find((e): e is ShadowStartEvent => e.type === 'shadow-start'));
+    expect(starts[0]!.prefixTokens).toBeUndefined();
+    // The second copy started with the shared system prompt under the long regime.
+    expect(starts[1]!.prefixTokens).toBe(system.length);
+    // Its prompt and its copy each skipped the system prompt.
+    expect(used[0]! - used[1]!).toBe(2 * system.length);
+    for (const s of sessions) s.dispose();
+    prefixes.dispose();
+  });
+});
