@@ -11,10 +11,11 @@ export const BACKEND_FLAGS = {
   quantize: { type: 'string' },
   weights: { type: 'string' },
   'cache-dtype': { type: 'string' },
+  'rows-per-run': { type: 'string' },
 } as const;
 
 /** The backend flags as the commands' usage lines show them. */
-export const BACKEND_FLAGS_USAGE = '[--threads N] [--quantize int4|int8] [--weights float32|bfloat16|float16|int8] [--cache-dtype float32|float16]';
+export const BACKEND_FLAGS_USAGE = '[--threads N] [--quantize int4|int8] [--weights float32|bfloat16|float16|int8] [--cache-dtype float32|float16] [--rows-per-run N]';
 
 /** Weight precisions `--quantize` takes (onnxruntime: `MatMulNBits` exports). */
 export const QUANTIZE_MODES = ['int4', 'int8'] as const;
@@ -32,6 +33,8 @@ export interface BackendSettings {
   readonly weights?: WeightDtype;
   /** Element type of the onnxruntime backend's KV caches (`float16`: half the memory); absent: float32. */
   readonly cacheDtype?: (typeof CACHE_DTYPES)[number];
+  /** Row slots of one onnxruntime session run (`rowsPerRun`: a batch scheduler's 8 rows in one pass over the weights want 8); absent: 4. */
+  readonly rowsPerRun?: number;
 }
 
 /** Parses the backend flags of a command line (`parseOptions` output). */
@@ -41,5 +44,6 @@ export function backendSettings(o: Readonly<Record<string, string | boolean | un
     ...(o.quantize === undefined ? {} : { quantize: choice('quantize', o.quantize, QUANTIZE_MODES, 'int4') }),
     ...(o.weights === undefined ? {} : { weights: choice('weights', o.weights, WEIGHT_DTYPES, 'float32') }),
     ...(o['cache-dtype'] === undefined ? {} : { cacheDtype: choice('cache-dtype', o['cache-dtype'], CACHE_DTYPES, 'float32') }),
+    ...(o['rows-per-run'] === undefined ? {} : { rowsPerRun: intOption('rows-per-run', o['rows-per-run'], 4, 1, 64) }),
   };
 }

@@ -44,6 +44,7 @@ const BACKEND_OPENERS: Record<BackendName, (config: ModelConfig, weights: Weight
       ...(settings.threads !== undefined ? { threads: settings.threads } : {}),
       ...(settings.quantize !== undefined ? { quantize: settings.quantize } : {}),
       ...(settings.cacheDtype !== undefined ? { cacheDtype: settings.cacheDtype } : {}),
+      ...(settings.rowsPerRun !== undefined ? { rowsPerRun: settings.rowsPerRun } : {}),
       ...(onProgress
         ? { onProgress: (p) => p.tensor !== undefined && onProgress({ bytesRead: p.bytesDone, totalBytes: p.totalBytes, tensor: p.tensor }) }
         : {}),
