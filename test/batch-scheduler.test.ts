@@ -142,6 +142,31 @@ describe('BatchScheduler', () => {
     expect(scheduler.stats.soloRetries).toBe(1);
   });
 
+  it('a non-finite logit in one sequence of a merged step fails that sequence alone, with no rerun of the step', async () => {
+    const m = models.longrope;
+    const poison = m.vocab - 2;
+    const nan: Backend = {
+      ...m.backend,
+      createCache: () => m.backend.createCache(),
+      dispose: () => m.backend.dispose(),
+      async forward(request) {
+        const result = await m.backend.forward(request);
+        request.rows.forEach((r, i) => Array.from(r.tokens).includes(poison) && result.rows[i]!.data.fill(Number.NaN));
+        return result;
+      },
+    };
+    const scheduler = new BatchScheduler(nan);
+    const sessions = [0, 1, 2].map(() => scheduler.session());
+    await Promise.all(sessions.map((s, i) => s.prefill([1 + i, 2 + i])));
+    const before = snapshot(sessions[2]!.cache);
+    const results = await Promise.allSettled(sessions.map((s, i) => s.forward([i === 2 ? poison : 5])));
+    expect(results.map((r) => r.status)).toEqual(['fulfilled', 'fulfilled', 'rejected']);
+    expect((results[2] as PromiseRejectedResult).reason).toMatchObject({ name: 'BackendError', code: 'nan-logits' });
+    expect(snapshot(sessions[2]!.cache)).toEqual(before);
+    expect(sessions.map((s) => s.length)).toEqual([3, 3, 2]);
+    expect(scheduler.stats.soloRetries).toBe(0);
+  });
+
   it('close() rejects what waits with scheduler-closed and refuses later forwards; bad options are typed errors', async () => {
     const m = models.longrope;
     const scheduler = new BatchScheduler(m.backend);

@@ -96,22 +96,23 @@ export function wrapBackend(first: Backend | WrapOptions, ...rest: (Backend | Ca
   // The chain may take more rows than the backend: the call at its bottom splits them.
   const unbounded = { ...base.capabilities, maxRows: Infinity };
   const bottom = backendCall(base);
+  const policies = Object.freeze(links.map((l) => l.policy));
   const wrapped: PolicyBackend = {
     name: base.name,
     config: base.config,
     capabilities: base.capabilities,
     inner: backend,
     base,
-    policies: Object.freeze(links.map((l) => l.policy)),
+    policies,
     schedule,
-    staleKeys: staleKeysOf(links.map((l) => l.policy)) ?? 'keep',
+    staleKeys: staleKeysOf(policies) ?? 'keep',
     createCache: () => base.createCache(),
     forward: async (request) => {
       validateForwardRequest(base.config, unbounded, request);
       return runChain(links, { request, next: bottom, backend: base, schedule });
     },
     releaseSequence(cache) {
-      for (const { policy } of links) policy.releaseSequence?.(cache);
+      for (const policy of policies) policy.releaseSequence?.(cache);
       if (isReleaser(base)) base.releaseSequence(cache);
     },
     dispose: () => base.dispose(),

@@ -185,7 +185,6 @@ export class Session {
   private takePrefix(ids: ArrayLike<number>, regime: RopeRegime, want: number): number {
     const prefixes = this.options.prefixCache;
     if (prefixes === undefined) return 0;
-    // Keys of another regime are fine only when a policy will rebuild them; a bare chain would keep them stale.
     // Another regime's prefix only through a chain that makes it exact (rePrefill, shadowPrefill catching up).
     const otherRegimes = this.backend.staleKeys === 'rebuild';
     const hit = prefixes.take(ids, { regime, otherRegimes, maxLength: ids.length - Math.max(1, want) });

@@ -86,7 +86,9 @@ export class StepQueue implements Backend {
     this.config = base.config;
     // The chain above sends whole forwards; this queue splits nothing, and the call below splits over the backend's maxRows.
     this.capabilities = { ...base.capabilities, maxRows: Infinity };
-    this.call = backendCall(base);
+    // Each forward's rows are checked by the wrapper above (so a bad logit fails its own sequence
+    // only); checking the merged step too would read every logit twice.
+    this.call = backendCall(base, { checkResults: false });
     if (base.rerotateKeys) {
       const rotate = base.rerotateKeys.bind(base);
       this.rerotateKeys = (cache, to) => this.enqueueOp(() => rotate(cache, to));
