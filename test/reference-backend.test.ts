@@ -596,6 +596,46 @@ describe('reference backend: logits option', () => {
 });
 
 // ---------------------------------------------------------------------------------------------
+// Memory taken back
+
+describe('reference backend: cache memory taken back is not zeroed, and never read', () => {
+  // A cache's storage comes back as it was left (a shadow copy then starts without a pass over
+  // megabytes): poison a cache's whole capacity with NaN, free it, and the next cache, over those
+  // very bytes, must still give the logits and rows of another cache, bit for bit.
+  for (const name of MODEL_NAMES) {
+    it(`a cache over freed NaN-filled memory computes as a fresh one (${name})`, async () => {
+      const m = model(name);
+      const rand = seeded(0x9a17 + name.length);
+      const ids = randomTokens(rand, 9, m.config.vocabSize);
+      const poisoned = m.backend.createCache();
+      poisoned.reserve(64);
+      for (let l = 0; l < m.config.numLayers; l++) {
+        poisoned.keys(l).fill(Number.NaN);
+        poisoned.values(l).fill(Number.NaN);
+      }
+      poisoned.dispose();
+      const reused = m.backend.createCache();
+      reused.reserve(64);
+      // The new cache holds the poisoned bytes (not zeroed on the way back).
+      expect(Number.isNaN(reused.keys(0)[0]!)).toBe(true);
+      const fresh = model(name).backend.createCache();
+      const a = await run(m, reused, ids.slice(0, 6), m.before, 6);
+      const b = await run(m, fresh, ids.slice(0, 6), m.before, 6);
+      expect(Array.from(a)).toEqual(Array.from(b));
+      for (const t of ids.slice(6)) {
+        const x = await run(m, reused, [t], m.after, 1);
+        const y = await run(m, fresh, [t], m.after, 1);
+        expect(Array.from(x)).toEqual(Array.from(y));
+        expect(x.every(Number.isFinite)).toBe(true);
+      }
+      expect(snapshotByLayer(reused)).toEqual(snapshotByLayer(fresh));
+      reused.dispose();
+      fresh.dispose();
+    });
+  }
+});
+
+// ---------------------------------------------------------------------------------------------
 // Bad input
 
 describe('reference backend: bad input is a BackendError with a code, and changes nothing', () => {

@@ -9,8 +9,8 @@ import type { KvCache } from '@ropeswitch/core';
  * again.
  */
 export class SequenceMirror {
-  private tokenIds = new Int32Array(64);
-  private positionIds = new Int32Array(64);
+  private tokenIds: Int32Array = new Int32Array(64);
+  private positionIds: Int32Array = new Int32Array(64);
   private size = 0;
   private revision: number | undefined;
 
@@ -26,11 +26,15 @@ export class SequenceMirror {
     return cache.revision !== undefined && cache.revision === this.revision && cache.length === this.size;
   }
 
-  /** Reads the whole sequence from `cache` (one copy of its tokens and positions). */
+  /**
+   * Reads the whole sequence from `cache`: its copies of the tokens and positions become the
+   * mirror's arrays (native copies, no loop: a copy starts at a decode step, often before the JIT
+   * has seen this path).
+   */
   read(cache: KvCache): void {
-    const tokens = cache.tokens();
-    this.size = 0;
-    this.append(tokens, cache.positions());
+    this.tokenIds = cache.tokens();
+    this.positionIds = cache.positions();
+    this.size = this.tokenIds.length;
     this.revision = cache.revision;
   }
 
@@ -61,7 +65,7 @@ export class SequenceMirror {
   private append(tokens: ArrayLike<number>, positions: ArrayLike<number>): void {
     const need = this.size + tokens.length;
     if (need > this.tokenIds.length) {
-      const cap = Math.max(need, 2 * this.tokenIds.length);
+      const cap = Math.max(need, 2 * this.tokenIds.length, 64);
       const t = new Int32Array(cap);
       const p = new Int32Array(cap);
       t.set(this.tokenIds.subarray(0, this.size));

@@ -1,6 +1,6 @@
 import { PolicyError, Session, parseModelConfig, wrapBackend } from '@ropeswitch/core';
 import { describe, expect, it } from 'vitest';
-import { costModelOf, modelledTokenCost, paceByCost, prefersCostPacing } from './shadow-pacing.js';
+import { type TokenShare, costModelOf, modelledTokenCost, paceByCost, prefersCostPacing, withoutLogitsShare } from './shadow-pacing.js';
 import { shadowPrefill } from './shadow-prefill.js';
 import { TINY_BASE_JSON, TINY_LONGROPE_JSON, oracleDiffs, randomIds, recording, teacherForce } from '@ropeswitch/testkit';
 import { useTinyModels } from '@ropeswitch/testkit/vitest';
@@ -30,15 +30,15 @@ const BUILTIN = phi3Like({ hidden_size: 64, intermediate_size: 128, num_attentio
 const PHI3_MINI = phi3Like({ hidden_size: 3072, intermediate_size: 8192, num_attention_heads: 32, num_key_value_heads: 32, head_dim: 96 });
 
 /** Every forward of a far window by cost pacing (prompt L/2, one token a step): chunk sizes and modelled step costs. */
-function simulate(a: number, threshold: number, prompt: number, pace: (length: number, shadow: number) => number) {
+function simulate(a: number, threshold: number, prompt: number, pace: (length: number, shadow: number) => number, share: TokenShare = { weights: 1, attention: 1 }) {
   const chunks: number[] = [];
   const costs: number[] = [];
   let shadow = 0;
   for (let length = prompt + 1; length <= threshold; length++) {
     // The copy holds at most the sequence (its cached tokens and this forward's).
     const n = Math.min(threshold - shadow, length - shadow, pace(length, shadow));
-    // The decode row (a + length) and n shadow tokens from position `shadow` (a + p + 1 each).
-    costs.push(a + length + n * (a + shadow) + (n * (n + 1)) / 2);
+    // The decode row (a + length) and n shadow tokens from position `shadow` (a + p + 1 each, at their share).
+    costs.push(a + length + n * (share.weights * a + share.attention * shadow) + (share.attention * n * (n + 1)) / 2);
     chunks.push(n);
     shadow += n;
   }
@@ -74,6 +74,42 @@ describe('shadow pacing by cost', () => {
     expect(byCost.chunks.at(-1)!).toBe(1);
     // Against the even token share, whose last steps carry its dearest tokens: ≈ 24 % lower at the peak.
     expect(Math.max(...byCost.costs)).toBeLessThan(0.8 * Math.max(...byTokens.costs));
+  });
+
+  it('on a backend that prunes the last layer, plans a token without logits at its share: builtin’s slowest forward ≈ 25 % lower', () => {
+    // builtin: a layer is 36864 multiply-adds a token, its QKV projection 8192 of them; 2 layers.
+    const share = withoutLogitsShare(BUILTIN, { prunesLastLayer: true });
+    expect(share.attention).toBe(0.5);
+    expect(share.weights).toBeCloseTo((1 + 8192 / 36864) / 2, 12);
+    expect(withoutLogitsShare(BUILTIN, {})).toEqual({ weights: 1, attention: 1 });
+    expect(withoutLogitsShare(BUILTIN)).toEqual({ weights: 1, attention: 1 });
+    const pruned = costModelOf(BUILTIN, { prunesLastLayer: true });
+    const plain = costModelOf(BUILTIN);
+    expect(pruned.withoutLogits).toEqual(share);
+    const a = pruned.tokenCost;
+    const run = simulate(a, 4096, 2048, (length, shadow) => paceByCost(pruned, length, 1, shadow, 4096), share);
+    const before = simulate(a, 4096, 2048, (length, shadow) => paceByCost(plain, length, 1, shadow, 4096));
+    expect(run.shadow).toBe(4096);
+    // Its floor: the decode row and the copy's token at its share, both over L keys.
+    const last = a + 4096 + share.weights * a + share.attention * 4096;
+    expect(Math.max(...run.costs) / last).toBeLessThan(1.15);
+    expect(Math.max(...run.costs)).toBeLessThan(0.8 * Math.max(...before.costs));
+  });
+
+  it('counts a row’s tokens without logits at their share when it fits the measured cost', () => {
+    // The same timed forwards seen by a pruning model and a plain one: time = 0.05 ms + 0.002 ms a
+    // token + 1e-5 ms a key, with the shadow chunk's tokens and keys at the pruning share.
+    const share = withoutLogitsShare(BUILTIN, { prunesLastLayer: true });
+    const model = costModelOf(BUILTIN, { prunesLastLayer: true });
+    const row = (n: number, past: number, logits: number) => ({ tokens: Array(n).fill(1), positions: Array(n).fill(0), cache: { length: past }, regime: {}, logits }) as never;
+    for (let i = 0; i < 40; i++) {
+      const n = 1 + (i % 20);
+      const past = 2000 + i;
+      const chunkKeys = n * (i * 3) + (n * (n + 1)) / 2;
+      const ms = 0.05 + 0.002 * (1 + share.weights * n) + 1e-5 * (past + 1 + share.attention * chunkKeys);
+      model.observe([row(1, past, 1)], [{ extra: [row(n, i * 3, 0)] }], ms);
+    }
+    expect(model.tokenCost).toBeCloseTo(200, 6);
   });
 
   it('measures the token cost from timed forwards (a least-squares fit), within 8× of the modelled one', () => {

@@ -1,4 +1,4 @@
-import type { ModelConfig, PolicyRow, RowRewrite } from '@ropeswitch/core';
+import type { BackendCapabilities, ModelConfig, PolicyRow, RowRewrite } from '@ropeswitch/core';
 
 /**
  * What a forward costs, in units of one key's attention (one query token against one cached key,
@@ -14,6 +14,12 @@ export interface ShadowCostModel {
   readonly tokenCost: number;
   /** The modelled ratio (from the model's shapes). */
   readonly modelledTokenCost: number;
+  /**
+   * What a token without logits costs beside one with: its share of the weights and of the
+   * attention. Both 1, except on a backend that prunes the last layer (`capabilities.prunesLastLayer`),
+   * where such a token stops at that layer's QKV projection.
+   */
+  readonly withoutLogits: TokenShare;
   /** Forwards timed so far. */
   readonly samples: number;
   /** Adds a timed forward: the request's rows as the policy got them, its rewrites, and how long it took. */
@@ -34,9 +40,28 @@ export function modelledTokenCost(config: ModelConfig): number {
   return weights / attention;
 }
 
-/** A fresh cost model for `config` (see {@link ShadowCostModel}). */
-export function costModelOf(config: ModelConfig): ShadowCostModel {
+/** A token's share of the weights and of the attention a token with logits runs through. */
+export interface TokenShare {
+  readonly weights: number;
+  readonly attention: number;
+}
+
+/**
+ * The share of a token without logits: all of it, or on a backend that prunes the last layer,
+ * every layer but that one's attention, output projection and MLP.
+ */
+export function withoutLogitsShare(config: ModelConfig, capabilities?: Pick<BackendCapabilities, 'prunesLastLayer'>): TokenShare {
+  if (!capabilities?.prunesLastLayer || config.numLayers < 1) return { weights: 1, attention: 1 };
+  const { hiddenSize: H, intermediateSize: I, numHeads, numKvHeads, headDim, numLayers } = config;
+  const qkv = H * (numHeads + 2 * numKvHeads) * headDim;
+  const layer = qkv + numHeads * headDim * H + 3 * H * I;
+  return { weights: (numLayers - 1 + qkv / layer) / numLayers, attention: (numLayers - 1) / numLayers };
+}
+
+/** A fresh cost model for `config` on a backend of `capabilities` (see {@link ShadowCostModel}). */
+export function costModelOf(config: ModelConfig, capabilities?: Pick<BackendCapabilities, 'prunesLastLayer'>): ShadowCostModel {
   const modelled = modelledTokenCost(config);
+  const share = withoutLogitsShare(config, capabilities);
   // Normal equations of time ≈ c + b·tokens + g·keys: sums of x xᵀ and x·time over x = (1, tokens, keys).
   const xx = [0, 0, 0, 0, 0, 0, 0, 0, 0];
   const xy = [0, 0, 0];
@@ -53,6 +78,7 @@ export function costModelOf(config: ModelConfig): ShadowCostModel {
       return measured ?? modelled;
     },
     modelledTokenCost: modelled,
+    withoutLogits: share,
     get samples() {
       return samples;
     },
@@ -65,9 +91,13 @@ export function costModelOf(config: ModelConfig): ShadowCostModel {
         const group = i < rows.length ? [rewrites[i]?.row ?? rows[i]!] : rewrites.flatMap((r) => r?.extra ?? []);
         for (const row of group) {
           const n = row.tokens.length;
-          tokens += n;
+          // Its last `logits` tokens run every layer; the others count at their share.
+          const full = Math.min(n, row.logits ?? 1);
+          const part = n - full;
+          tokens += full + share.weights * part;
           // Token t of the row attends to the cache and the row's tokens up to itself.
-          keys += n * row.cache.length + (n * (n + 1)) / 2;
+          const past = row.cache.length;
+          keys += share.attention * (part * past + (part * (part + 1)) / 2) + full * (past + part) + (full * (full + 1)) / 2;
         }
       }
       // x = (1, tokens, keys)
@@ -82,11 +112,11 @@ export function costModelOf(config: ModelConfig): ShadowCostModel {
 }
 
 /**
- * Cost of `n` tokens from sequence position `from` (token i attends to `from + i + 1` keys), in
- * key units; continuous in n, so it can be solved for.
+ * Cost of `n` shadow tokens (no logits) from sequence position `from` (token i attends to
+ * `from + i + 1` keys), in key units; continuous in n, so it can be solved for.
  */
-function chunkCost(tokenCost: number, from: number, n: number): number {
-  return n * (tokenCost + from) + (n * (n + 1)) / 2;
+function chunkCost(tokenCost: number, share: TokenShare, from: number, n: number): number {
+  return n * (share.weights * tokenCost + share.attention * from) + (share.attention * n * (n + 1)) / 2;
 }
 
 /**
@@ -94,11 +124,11 @@ function chunkCost(tokenCost: number, from: number, n: number): number {
  * shadow's remaining tokens) were spread evenly, and this forward's decode row's own cost.
  * `length` is the sequence length after this forward, `rowTokens` its new tokens.
  */
-function evenStep(tokenCost: number, length: number, rowTokens: number, shadowLength: number, threshold: number): { step: number; row: number; forwardsLeft: number } {
+function evenStep(tokenCost: number, share: TokenShare, length: number, rowTokens: number, shadowLength: number, threshold: number): { step: number; row: number; forwardsLeft: number } {
   const forwardsLeft = Math.ceil((threshold - length) / rowTokens) + 1;
   // Decode rows of the forwards left: rowTokens tokens each, at lengths length, length + rowTokens, …
   const decode = forwardsLeft * rowTokens * tokenCost + rowTokens * (forwardsLeft * length + (rowTokens * forwardsLeft * (forwardsLeft - 1)) / 2);
-  const shadow = chunkCost(tokenCost, shadowLength, threshold - shadowLength);
+  const shadow = chunkCost(tokenCost, share, shadowLength, threshold - shadowLength);
   return { step: (decode + shadow) / forwardsLeft, row: rowTokens * (tokenCost + length), forwardsLeft };
 }
 
@@ -107,18 +137,21 @@ function evenStep(tokenCost: number, length: number, rowTokens: number, shadowLe
  * included: the chunk whose cost fills what the even step leaves beside the row. The even step is
  * never planned below what the last forwards must cost anyway: once the copy has caught up with the
  * sequence it still takes each new token, so a forward at the threshold runs the decode row twice
- * over (live and shadow). At least one token (the copy's pace of the sequence); past the threshold
+ * over (live, and the shadow's at its share: all of it, or less where the backend prunes the last
+ * layer of tokens without logits). At least one token (the copy's pace of the sequence); past the threshold
  * (a late copy) there is no schedule.
  */
 export function paceByCost(model: ShadowCostModel, length: number, rowTokens: number, shadowLength: number, threshold: number): number {
   if (length > threshold) return Infinity;
   const a = model.tokenCost;
-  const { step, row } = evenStep(a, length, rowTokens, shadowLength, threshold);
-  const floor = 2 * rowTokens * (a + threshold);
+  const share = model.withoutLogits;
+  const { step, row } = evenStep(a, share, length, rowTokens, shadowLength, threshold);
+  const floor = rowTokens * (a + threshold) + chunkCost(a, share, threshold - rowTokens, rowTokens);
   const allowance = Math.max(step, floor) - row;
-  // n·(a + p) + n(n + 1)/2 = allowance, for n.
-  const b = a + shadowLength + 0.5;
-  const n = allowance > 0 ? -b + Math.sqrt(b * b + 2 * allowance) : 0;
+  // n·(w·a + s·p) + s·n(n + 1)/2 = allowance, for n (w, s: the shadow tokens' shares).
+  const b = share.weights * a + share.attention * (shadowLength + 0.5);
+  const s = share.attention;
+  const n = allowance <= 0 ? 0 : s > 0 ? (-b + Math.sqrt(b * b + 2 * s * allowance)) / s : allowance / b;
   return Math.max(1, Math.min(threshold - shadowLength, Math.round(n)));
 }
 

@@ -144,7 +144,7 @@ export function shadowPrefill(options: ShadowPrefillOptions = {}): CachePolicy {
   };
 
   const startShadow = (row: PolicyRow, regime: RopeRegime, backend: Backend, threshold: number): RowRewrite => {
-    costs ??= costModelOf(backend.config);
+    costs ??= costModelOf(backend.config, backend.capabilities);
     const wanted = options.pacing ?? 'auto';
     const pacing = wanted === 'auto' ? (prefersCostPacing(costs, threshold) ? 'cost' : 'tokens') : wanted;
     const chunk = chunkFor(pacing, threshold);
@@ -156,7 +156,7 @@ export function shadowPrefill(options: ShadowPrefillOptions = {}): CachePolicy {
     shadow.cache.reserve(Math.max(lengthAfter(row), Math.min(row.plannedLength ?? 0, positionLimit(backend.config))) - shadow.cache.length);
     // Kept only if the forward that starts it succeeds: a retry then starts (and reports) it again.
     const start: PolicyEvent = { type: 'shadow-start', policy: name, regime: regime.id, atLength: lengthAfter(row), ...(seed ? { prefixTokens: seed.length } : {}) };
-    const built = buildChunk(row, shadow, chunk, [start], threshold);
+    const built = buildChunk(row, shadow, chunk, [start], threshold, true);
     return {
       ...built,
       onSuccess: () => {
@@ -167,9 +167,15 @@ export function shadowPrefill(options: ShadowPrefillOptions = {}): CachePolicy {
     };
   };
 
-  /** The row passes unchanged; the shadow's next piece runs beside it. Prompt rows build the whole copy. */
-  const buildChunk = (row: PolicyRow, shadow: Shadow, chunk: number, events: PolicyEvent[], threshold: number): RowRewrite => {
-    const paced = shadow.pacing === 'cost' && costs ? paceByCost(costs, lengthAfter(row), row.tokens.length, shadow.cache.length, threshold) : pace(row, shadow, threshold);
+  /**
+   * The row passes unchanged; the shadow's next piece runs beside it. Prompt rows build the whole
+   * copy. The decode step that starts a copy also sets it up (its cache for the whole plan, the
+   * sequence's mirror), so it carries the even token share only; pacing by cost takes over from the
+   * next step and spreads what that left.
+   */
+  const buildChunk = (row: PolicyRow, shadow: Shadow, chunk: number, events: PolicyEvent[], threshold: number, starting = false): RowRewrite => {
+    const byCost = shadow.pacing === 'cost' && costs !== undefined && !starting;
+    const paced = byCost ? paceByCost(costs!, lengthAfter(row), row.tokens.length, shadow.cache.length, threshold) : pace(row, shadow, threshold);
     const budget = row.prefill || row.cache.length === 0 ? Infinity : Math.min(chunk, paced);
     const extra = shadowChunk(row, shadow, budget);
     return {

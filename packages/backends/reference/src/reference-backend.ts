@@ -149,6 +149,7 @@ export class ReferenceBackend implements Backend {
       maxRows: Infinity,
       rerotateKeys: true,
       anglePrecision: options.anglePrecision ?? 'float32',
+      prunesLastLayer: true,
     };
     this.rerotation = new CpuRerotation(config, { backendName: this.name, anglePrecision: this.capabilities.anglePrecision, kernel: k });
   }
@@ -272,6 +273,10 @@ export class ReferenceBackend implements Backend {
         for (let l = group.firstLayer; l < group.endLayer; l++) {
           request.signal?.throwIfAborted();
           const lw = w.layers[l]!;
+          // The last layer's keys and values are all the cache needs of it: its attention and MLP
+          // run only for the tokens whose logits were asked for (llama.cpp's output ids), so a
+          // shadow chunk or a prompt's body stops at its QKV projection there.
+          const final = l === c.numLayers - 1;
           rmsNorm(x, total, H, lw.inputNorm, eps, xn);
           pending = k.matmul(xn, total, lw.qkv, qkv);
           if (pending) await pending;
@@ -291,19 +296,25 @@ export class ReferenceBackend implements Backend {
                 copy(qkv, src + kvDim + kv * headDim, values, dst, headDim);
               }
             }
-            pending = k.attention(q, r.start, n, past, keys, values, r.cache.capacity, numHeads, numKvHeads, headDim, attn);
+            const skip = final ? n - (r.row.logits ?? 1) : 0;
+            if (skip === n) continue;
+            pending = k.attention(q, r.start + skip, n - skip, past + skip, keys, values, r.cache.capacity, numHeads, numKvHeads, headDim, attn);
             if (pending) await pending;
           }
-          pending = k.matmul(attn, total, lw.o, proj);
+          // From here on the last layer holds only the tokens with logits, stacked row by row.
+          const active = final ? logitRows : total;
+          if (final && active < total) compactOutputRows(rows, attn, qDim, x, H);
+          if (active === 0) continue;
+          pending = k.matmul(attn, active, lw.o, proj);
           if (pending) await pending;
-          k.addInPlace(x, proj, total * H);
-          rmsNorm(x, total, H, lw.postAttentionNorm, eps, xn);
-          pending = k.matmul(xn, total, lw.gateUp, gateUp);
+          k.addInPlace(x, proj, active * H);
+          rmsNorm(x, active, H, lw.postAttentionNorm, eps, xn);
+          pending = k.matmul(xn, active, lw.gateUp, gateUp);
           if (pending) await pending;
-          k.swiglu(gateUp, total, I, act);
-          pending = k.matmul(act, total, lw.down, proj);
+          k.swiglu(gateUp, active, I, act);
+          pending = k.matmul(act, active, lw.down, proj);
           if (pending) await pending;
-          k.addInPlace(x, proj, total * H);
+          k.addInPlace(x, proj, active * H);
         }
         request.signal?.throwIfAborted();
 
@@ -311,17 +322,18 @@ export class ReferenceBackend implements Backend {
           carried = x;
           continue;
         }
-        // The rows asking for logits, stacked: final norm, then one pass over the LM head for all.
+        // The rows asking for logits, stacked by the last layer: final norm, then one pass over the LM head for all.
         let at = 0;
         const spans = rows.map((r) => {
           const count = r.row.logits ?? 1;
-          const first = r.start + r.row.tokens.length - count;
-          rmsNorm(x.subarray(first * H, (first + count) * H), count, H, w.finalNorm, eps, hidden.subarray(at * H, (at + count) * H));
           at += count;
           return { count, from: at - count };
         });
-        pending = k.matmul(hidden, logitRows, w.lmHead, logits);
-        if (pending) await pending;
+        if (logitRows > 0) {
+          rmsNorm(x, logitRows, H, w.finalNorm, eps, hidden);
+          pending = k.matmul(hidden, logitRows, w.lmHead, logits);
+          if (pending) await pending;
+        }
         const outputs: RowLogits[] = spans.map(({ count, from }) => ({
           count,
           vocabSize: c.vocabSize,
@@ -381,6 +393,24 @@ function activationSizes(c: ModelConfig, total: number, logitRows: number): numb
   const qDim = numHeads * headDim;
   const qkvDim = qDim + 2 * numKvHeads * headDim;
   return [total * H, total * H, total * qkvDim, total * qDim, total * qDim, total * H, total * 2 * I, total * I, logitRows * H, logitRows * vocabSize];
+}
+
+/**
+ * Moves each row's tokens with logits (its last `logits`) to the front of the attention output and
+ * of the hidden state, row after row, for the last layer's output projection and MLP. Rows only
+ * move towards the front, so copying them in order never overwrites one still to be read.
+ */
+function compactOutputRows(rows: readonly { row: ForwardRequest['rows'][number]; start: number }[], attn: Float32Array, qDim: number, x: Float32Array, H: number): void {
+  let at = 0;
+  for (const { row, start } of rows) {
+    const count = row.logits ?? 1;
+    const first = start + row.tokens.length - count;
+    if (count > 0 && first !== at) {
+      attn.copyWithin(at * qDim, first * qDim, (first + count) * qDim);
+      x.copyWithin(at * H, first * H, (first + count) * H);
+    }
+    at += count;
+  }
 }
 
 /** `dst[to … to + n) = src[from … from + n)`: a head's floats, without the view `subarray` would make. */

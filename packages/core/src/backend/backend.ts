@@ -51,6 +51,13 @@ export interface BackendCapabilities {
   readonly rerotateKeys: boolean;
   /** How the backend computes rotary angles. */
   readonly anglePrecision: AnglePrecision;
+  /**
+   * Whether tokens whose logits were not asked for stop at the last layer's key/value projection:
+   * that layer's attention, output projection and MLP run only for the tokens with logits (as
+   * llama.cpp's output ids do). The cache is the same either way; a shadow chunk or a prompt's body
+   * then costs `(layers − 1) / layers` of its attention, which cost models (shadowPrefill's pacing) use.
+   */
+  readonly prunesLastLayer?: boolean;
 }
 
 /**

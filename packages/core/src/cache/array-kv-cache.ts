@@ -21,8 +21,10 @@ export interface KvBlock<A extends KvElements> {
 /** Where an {@link ArrayKvCache} keeps its keys and values. */
 export interface KvBlockStorage<A extends KvElements> {
   /**
-   * `length` zeroed elements. A cache passes the layer the block holds, so storage that keeps
-   * layers apart (one WebAssembly memory per group of layers) can place it; other storage ignores it.
+   * `length` elements, zeroed or not (storage may hand back memory it took back as it is: a cache
+   * writes every row before anything reads it). A cache passes the layer the block holds, so
+   * storage that keeps layers apart (one WebAssembly memory per group of layers) can place it;
+   * other storage ignores it.
    */
   allocate(length: number, layer?: number): KvBlock<A>;
 }

@@ -69,13 +69,18 @@ export class WasmArena implements KvStorage {
     return this.buffers.has(buffer);
   }
 
-  /** `length` zeroed floats (`layer` is for storage that places layers apart: one arena ignores it). */
+  /**
+   * `length` floats for a KV cache or an activation, left as they are (`layer` is for storage that
+   * places layers apart: one arena ignores it). Both write every element before reading it, so
+   * memory taken back is not zeroed again: a shadow copy's 4096-row cache starts in microseconds,
+   * and fresh pages are first touched row by row as the cache fills.
+   */
   allocate(length: number, _layer?: number): ArenaBlock {
-    return new ArenaBlock(this, this.allocateBytes(4 * length), length);
+    return new ArenaBlock(this, this.allocateBytes(4 * length, false), length);
   }
 
-  /** A byte offset of `bytes` zeroed bytes, aligned to 64. */
-  allocateBytes(bytes: number): number {
+  /** A byte offset of `bytes` bytes, aligned to 64: zeroed unless `zeroed` is false (then as they are). */
+  allocateBytes(bytes: number, zeroed = true): number {
     const size = Math.max(ALIGN, Math.ceil(bytes / ALIGN) * ALIGN);
     for (let i = 0; i < this.free.length; i++) {
       const r = this.free[i]!;
@@ -83,13 +88,13 @@ export class WasmArena implements KvStorage {
       const at = r.start;
       r.start += size;
       if (r.start === r.end) this.free.splice(i, 1);
-      new Uint8Array(this.buffer, at, size).fill(0);
+      if (zeroed) new Uint8Array(this.buffer, at, size).fill(0);
       return at;
     }
     const at = this.top;
     const end = at + size;
     if (end > this.memory.buffer.byteLength) this.grow(end);
-    if (at < this.clean) new Uint8Array(this.buffer, at, Math.min(end, this.clean) - at).fill(0);
+    if (zeroed && at < this.clean) new Uint8Array(this.buffer, at, Math.min(end, this.clean) - at).fill(0);
     this.clean = Math.max(this.clean, end);
     this.top = end;
     return at;
