@@ -110,6 +110,9 @@ function run(policy: string, sc: BenchScenario, staleMedian: () => number, optio
     crossingStepMs,
     crossingRatio: crossingStepMs === null ? null : crossingStepMs / stale,
     maxStepRatio: options.nullCrossing ? null : maxStepMs / stale,
+    // One repeat in this sample: its repeatable maximum is its maximum.
+    repeatableMaxStepMs: maxStepMs,
+    repeatableMaxStepRatio: options.nullCrossing ? null : maxStepMs / stale,
     totalMs: stepMs.reduce((a, b) => a + b, 0),
     extraForwardTokens,
     peakCacheBytes: cacheTokens * BYTES_PER_TOKEN * (policy === 'shadow-prefill' ? 2 : 1),

@@ -98,6 +98,15 @@ export interface RunCost {
   readonly crossingRatio: number | null;
   /** maxStepMs / the same `stale` median. */
   readonly maxStepRatio: number | null;
+  /**
+   * The slowest step that is slow in most repeats: the largest over the decode steps of each
+   * step's median over the repeats. A pause of the machine (another process, the host, a GC) lands
+   * on some step of one repeat and counts in `maxStepMs`, not here; a policy's own work lands on
+   * the same step every repeat and counts in both. Equals `maxStepMs` with one repeat.
+   */
+  readonly repeatableMaxStepMs: number;
+  /** repeatableMaxStepMs / the same `stale` median. */
+  readonly repeatableMaxStepRatio: number | null;
   readonly totalMs: number;
   /** Tokens the backend processed beyond plain decoding (prompt + one per step). */
   readonly extraForwardTokens: number;

@@ -13,7 +13,7 @@ import { type BackendSpeed, WARM_UP_FULL_MS, estimateRunMs, measureSpeed, prefil
 import { type ScenarioPlan, planScenario } from './scenario-plan.js';
 import { SERVE_DEFAULTS, planServe } from './serve-plan.js';
 import { runServe, warmUpServe } from './serve-scenario.js';
-import { median, medianIndex, minMax, percentile } from './statistics.js';
+import { median, medianIndex, minMax, percentile, repeatableMax } from './statistics.js';
 import { type BackendMeasurements, checkServeTargets, checkTargets } from './targets.js';
 import { TASK_COPY_LENGTHS, readHfTaskFigures, runTask } from './task-scenario.js';
 
@@ -231,6 +231,7 @@ function summarizeRuns(
   const first = records[0]!;
   const crossingStepMs = med((p) => p.crossingStepMs);
   const maxStepMs = med((p) => p.maxStepMs);
+  const repeatableMaxStepMs = repeatableMax(records.map((rec) => rec.stepMs.slice(1)));
   const cost: RunCost = {
     ttftMs: med((p) => p.ttftMs),
     medianStepMs: med((p) => p.medianStepMs),
@@ -239,6 +240,8 @@ function summarizeRuns(
     crossingStepMs,
     crossingRatio: crossingStepMs / referenceMedian,
     maxStepRatio: maxStepMs / referenceMedian,
+    repeatableMaxStepMs,
+    repeatableMaxStepRatio: repeatableMaxStepMs / referenceMedian,
     totalMs: med((p) => p.totalMs),
     extraForwardTokens: first.forwardTokens - (plan.promptTokens + plan.steps),
     peakCacheBytes: first.peakCacheBytes,

@@ -24,3 +24,17 @@ export function medianIndex(values: readonly number[]): number {
 export function minMax(values: readonly number[]): { min: number; max: number } {
   return { min: Math.min(...values), max: Math.max(...values) };
 }
+
+/**
+ * The slowest step that is slow in most repeats: the largest over step indices of each step's
+ * median over `repeats` (step i of every repeat is the same work). A pause landing on one step of
+ * one repeat does not count; work the run does at that step every time does. NaN when empty.
+ */
+export function repeatableMax(repeats: readonly (readonly number[])[]): number {
+  if (repeats.length === 0) return NaN;
+  const steps = Math.min(...repeats.map((r) => r.length));
+  if (steps === 0) return NaN;
+  let max = -Infinity;
+  for (let i = 0; i < steps; i++) max = Math.max(max, median(repeats.map((r) => r[i]!)));
+  return max;
+}

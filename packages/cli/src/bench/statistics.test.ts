@@ -1,0 +1,27 @@
+import { describe, expect, it } from 'vitest';
+import { median, percentile, repeatableMax } from './statistics.js';
+
+describe('bench statistics', () => {
+  it('median and nearest-rank percentile', () => {
+    expect(median([3, 1, 2])).toBe(2);
+    expect(median([4, 1, 3, 2])).toBe(2.5);
+    expect(percentile([1, 2, 3, 4], 0.5)).toBe(2);
+    expect(Number.isNaN(median([]))).toBe(true);
+  });
+
+  it('repeatableMax: a pause in one repeat does not count, work at the same step in every repeat does', () => {
+    // Three repeats of four steps: a 9 ms pause at step 1 of one repeat, a policy's 5 ms step 3 in all.
+    const runs = [
+      [1, 9, 1, 5],
+      [1, 1, 1, 5.2],
+      [1.1, 1, 1, 4.9],
+    ];
+    expect(repeatableMax(runs)).toBe(5);
+    expect(Math.max(...runs.flat())).toBe(9);
+    // One repeat: its maximum.
+    expect(repeatableMax([[1, 9, 2]])).toBe(9);
+    // Pauses on two of three repeats at one step do count.
+    expect(repeatableMax([[1, 7], [1, 8], [1, 1]])).toBe(7);
+    expect(Number.isNaN(repeatableMax([]))).toBe(true);
+  });
+});
