@@ -230,7 +230,7 @@ describe('WebAssembly SIMD kernels', () => {
 });
 
 describe('WasmArena', () => {
-  it('re-derives block views after the memory grows, reuses freed bytes zeroed, and coalesces', () => {
+  it('re-derives block views after the memory grows, reuses freed bytes (as they were for blocks, zeroed for raw bytes), and coalesces', () => {
     const arena = new WasmArena();
     const a = arena.allocate(1000);
     a.view.fill(7);
@@ -245,8 +245,16 @@ describe('WasmArena', () => {
     expect(arena.usedBytes).toBeLessThan(top); // the top came back
     a.free();
     expect(arena.usedBytes).toBe(0);
+    // A block (cache or activation) gets the freed bytes as they were: its owner writes before reading.
     const b = arena.allocate(500);
-    expect(b.view.every((v) => v === 0)).toBe(true);
+    expect(b.offset).toBe(a.offset);
+    expect(b.view.every((v) => v === 7)).toBe(true);
+    b.free();
+    // Raw bytes (weights, tables) are zeroed on the way back.
+    const raw = arena.allocateBytes(2000);
+    expect(raw).toBe(a.offset);
+    expect(new Float32Array(arena.buffer, raw, 500).every((v) => v === 0)).toBe(true);
+    arena.release(raw, 2000);
     const c = arena.allocate(10);
     const d = arena.allocate(10);
     c.free();
