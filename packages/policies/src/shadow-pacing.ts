@@ -60,55 +60,69 @@ export function withoutLogitsShare(config: ModelConfig, capabilities?: Pick<Back
 
 /** A fresh cost model for `config` on a backend of `capabilities` (see {@link ShadowCostModel}). */
 export function costModelOf(config: ModelConfig, capabilities?: Pick<BackendCapabilities, 'prunesLastLayer'>): ShadowCostModel {
-  const modelled = modelledTokenCost(config);
-  const share = withoutLogitsShare(config, capabilities);
+  return new FittedCostModel(modelledTokenCost(config), withoutLogitsShare(config, capabilities));
+}
+
+/**
+ * {@link ShadowCostModel} by least squares. A class, so that every policy's model shares the JIT's
+ * work on {@link observe} (a policy made per request would otherwise run it cold).
+ */
+class FittedCostModel implements ShadowCostModel {
   // Normal equations of time ≈ c + b·tokens + g·keys: sums of x xᵀ and x·time over x = (1, tokens, keys).
-  const xx = [0, 0, 0, 0, 0, 0, 0, 0, 0];
-  const xy = [0, 0, 0];
-  let samples = 0;
-  let measured: number | undefined;
-  const refit = (): number | undefined => {
-    if (samples < MIN_SAMPLES) return undefined;
-    const [c, b, g] = solve3(xx, xy) ?? [];
-    if (b === undefined || g === undefined || c === undefined || !(b > 0) || !(g > 0)) return undefined;
-    return Math.min(modelled * MAX_DRIFT, Math.max(modelled / MAX_DRIFT, b / g));
-  };
-  return {
-    get tokenCost() {
-      return measured ?? modelled;
-    },
-    modelledTokenCost: modelled,
-    withoutLogits: share,
-    get samples() {
-      return samples;
-    },
-    observe(rows, rewrites, ms) {
-      if (!Number.isFinite(ms) || ms < 0) return;
-      let tokens = 0;
-      let keys = 0;
-      for (let i = 0; i <= rows.length; i++) {
-        // The request's rows (as rewritten), then every extra row the rewrites added.
-        const group = i < rows.length ? [rewrites[i]?.row ?? rows[i]!] : rewrites.flatMap((r) => r?.extra ?? []);
-        for (const row of group) {
-          const n = row.tokens.length;
-          // Its last `logits` tokens run every layer; the others count at their share.
-          const full = Math.min(n, row.logits ?? 1);
-          const part = n - full;
-          tokens += full + share.weights * part;
-          // Token t of the row attends to the cache and the row's tokens up to itself.
-          const past = row.cache.length;
-          keys += share.attention * (part * past + (part * (part + 1)) / 2) + full * (past + part) + (full * (full + 1)) / 2;
-        }
+  private readonly xx = [0, 0, 0, 0, 0, 0, 0, 0, 0];
+  private readonly xy = [0, 0, 0];
+  private count = 0;
+  private measured: number | undefined;
+
+  constructor(
+    readonly modelledTokenCost: number,
+    readonly withoutLogits: TokenShare,
+  ) {}
+
+  get tokenCost(): number {
+    return this.measured ?? this.modelledTokenCost;
+  }
+
+  get samples(): number {
+    return this.count;
+  }
+
+  observe(rows: readonly PolicyRow[], rewrites: readonly (RowRewrite | undefined)[], ms: number): void {
+    if (!Number.isFinite(ms) || ms < 0) return;
+    const share = this.withoutLogits;
+    let tokens = 0;
+    let keys = 0;
+    for (let i = 0; i <= rows.length; i++) {
+      // The request's rows (as rewritten), then every extra row the rewrites added.
+      const group = i < rows.length ? [rewrites[i]?.row ?? rows[i]!] : rewrites.flatMap((r) => r?.extra ?? []);
+      for (const row of group) {
+        const n = row.tokens.length;
+        // Its last `logits` tokens run every layer; the others count at their share.
+        const full = Math.min(n, row.logits ?? 1);
+        const part = n - full;
+        tokens += full + share.weights * part;
+        // Token t of the row attends to the cache and the row's tokens up to itself.
+        const past = row.cache.length;
+        keys += share.attention * (part * past + (part * (part + 1)) / 2) + full * (past + part) + (full * (full + 1)) / 2;
       }
-      // x = (1, tokens, keys)
-      xx[0]! += 1; xx[1]! += tokens; xx[2]! += keys;
-      xx[4]! += tokens * tokens; xx[5]! += tokens * keys; xx[8]! += keys * keys;
-      xx[3] = xx[1]!; xx[6] = xx[2]!; xx[7] = xx[5]!;
-      xy[0]! += ms; xy[1]! += tokens * ms; xy[2]! += keys * ms;
-      samples++;
-      measured = refit();
-    },
-  };
+    }
+    const { xx, xy } = this;
+    // x = (1, tokens, keys)
+    xx[0]! += 1; xx[1]! += tokens; xx[2]! += keys;
+    xx[4]! += tokens * tokens; xx[5]! += tokens * keys; xx[8]! += keys * keys;
+    xx[3] = xx[1]!; xx[6] = xx[2]!; xx[7] = xx[5]!;
+    xy[0]! += ms; xy[1]! += tokens * ms; xy[2]! += keys * ms;
+    this.count++;
+    this.measured = this.refit();
+  }
+
+  private refit(): number | undefined {
+    if (this.count < MIN_SAMPLES) return undefined;
+    const [c, b, g] = solve3(this.xx, this.xy) ?? [];
+    if (b === undefined || g === undefined || c === undefined || !(b > 0) || !(g > 0)) return undefined;
+    const modelled = this.modelledTokenCost;
+    return Math.min(modelled * MAX_DRIFT, Math.max(modelled / MAX_DRIFT, b / g));
+  }
 }
 
 /**
