@@ -31,13 +31,22 @@ const MIN_SAMPLES = 16;
 /** How far a measured token cost may stray from the modelled one (each way). */
 const MAX_DRIFT = 8;
 
-/** Weight multiply-adds of one token over attention multiply-adds of one key, every layer (the LM head is not run for shadow tokens). */
-export function modelledTokenCost(config: ModelConfig): number {
+/** A token's weight multiply-adds in one decoder layer: all of them, and its QKV projection's. */
+function layerMacs(config: ModelConfig): { layer: number; qkv: number } {
   const { hiddenSize: H, intermediateSize: I, numHeads, numKvHeads, headDim } = config;
   const qDim = numHeads * headDim;
-  const weights = H * (qDim + 2 * numKvHeads * headDim) + qDim * H + 2 * H * I + I * H;
-  const attention = 2 * numHeads * headDim;
-  return weights / attention;
+  const qkv = H * (qDim + 2 * numKvHeads * headDim);
+  return { layer: qkv + qDim * H + 2 * H * I + I * H, qkv };
+}
+
+/** Keys `n` tokens from cache length `past` attend to: token t sees the cache and the row up to itself. */
+function keysOf(n: number, past: number): number {
+  return n * past + (n * (n + 1)) / 2;
+}
+
+/** Weight multiply-adds of one token over attention multiply-adds of one key, every layer (the LM head is not run for shadow tokens). */
+export function modelledTokenCost(config: ModelConfig): number {
+  return layerMacs(config).layer / (2 * config.numHeads * config.headDim);
 }
 
 /** A token's share of the weights and of the attention a token with logits runs through. */
@@ -52,9 +61,8 @@ export interface TokenShare {
  */
 export function withoutLogitsShare(config: ModelConfig, capabilities?: Pick<BackendCapabilities, 'prunesLastLayer'>): TokenShare {
   if (!capabilities?.prunesLastLayer || config.numLayers < 1) return { weights: 1, attention: 1 };
-  const { hiddenSize: H, intermediateSize: I, numHeads, numKvHeads, headDim, numLayers } = config;
-  const qkv = H * (numHeads + 2 * numKvHeads) * headDim;
-  const layer = qkv + numHeads * headDim * H + 3 * H * I;
+  const { numLayers } = config;
+  const { layer, qkv } = layerMacs(config);
   return { weights: (numLayers - 1 + qkv / layer) / numLayers, attention: (numLayers - 1) / numLayers };
 }
 
@@ -101,9 +109,8 @@ class FittedCostModel implements ShadowCostModel {
         const full = Math.min(n, row.logits ?? 1);
         const part = n - full;
         tokens += full + share.weights * part;
-        // Token t of the row attends to the cache and the row's tokens up to itself.
         const past = row.cache.length;
-        keys += share.attention * (part * past + (part * (part + 1)) / 2) + full * (past + part) + (full * (full + 1)) / 2;
+        keys += share.attention * keysOf(part, past) + keysOf(full, past + part);
       }
     }
     const { xx, xy } = this;
