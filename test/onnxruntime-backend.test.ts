@@ -217,7 +217,7 @@ describe('onnxruntime backend: options and errors', () => {
   });
 
   it('rejects bad options with typed errors before exporting anything', async () => {
-    const bad = [{ threads: 0 }, { threads: 1.5 }, { prefillChunk: 0 }, { anglePrecision: 'float16' }, { executionProvider: 'tpu' }];
+    const bad = [{ threads: 0 }, { threads: 1.5 }, { prefillChunk: 0 }, { anglePrecision: 'float16' }, { executionProvider: 'tpu' }, { prepackWeights: 1 }];
     for (const options of bad) {
       await expect(OnnxRuntimeBackend.open(config, weights, options as never), JSON.stringify(options)).rejects.toMatchObject({ name: 'BackendError', code: 'bad-option' });
     }
@@ -262,6 +262,28 @@ describe('onnxruntime backend: options and errors', () => {
     await ref.dispose();
     await backend.dispose();
     await expect(backend.forward({ rows: [rows[0]!] })).rejects.toMatchObject({ code: 'disposed' });
+  });
+
+  it('weights prepacked by onnxruntime or memory-mapped as exported give the same logits, within 1e-4 of the reference backend', async () => {
+    const regime = createRopeSchedule(config.rope).regimeFor(1);
+    const prompt = Array.from({ length: 24 }, (_, i) => (i * 11 + 3) % config.vocabSize);
+    const run = async (backend: { createCache(): KvCache; forward: ReferenceBackend['forward']; dispose(): Promise<void> }) => {
+      const cache = backend.createCache();
+      const first = await backend.forward({ rows: [{ tokens: prompt, positions: prompt.map((_, i) => i), cache, regime, logits: 4 }] });
+      const next = await backend.forward({ rows: [{ tokens: [5], positions: [prompt.length], cache, regime }] });
+      cache.dispose();
+      await backend.dispose();
+      return [...first.rows[0]!.data, ...next.rows[0]!.data];
+    };
+    const [mapped, packed, ref] = [
+      await run(await OnnxRuntimeBackend.open(config, weights, { prepackWeights: false })),
+      await run(await OnnxRuntimeBackend.open(config, weights)),
+      await run(new ReferenceBackend(config, weights)),
+    ];
+    expect(mapped.length).toBe(5 * config.vocabSize);
+    expect(maxAbsDiff(Float32Array.from(mapped), Float32Array.from(packed))).toBeLessThanOrEqual(1e-5);
+    expect(maxAbsDiff(Float32Array.from(mapped), Float32Array.from(ref))).toBeLessThanOrEqual(1e-4);
+    expect(maxAbsDiff(Float32Array.from(packed), Float32Array.from(ref))).toBeLessThanOrEqual(1e-4);
   });
 
   it('float64 angles follow the option and match the reference backend’s float64 mode past the threshold', async () => {

@@ -44,4 +44,32 @@ describe('shadowPrefill with a prefix cache', () => {
     for (const s of sessions) s.dispose();
     prefixes.dispose();
   });
+
+  it('a prompt run in chunks leaves its copy in the prefix cache once the whole prompt is in, not at the chunk where it caught up', async () => {
+    const m = models.longrope;
+    const system = randomIds(71, 12, m.vocab);
+    const prompts = [0, 1].map((i) => [...system, ...randomIds(72 + i, 3, m.vocab)]); // 15 tokens, threshold 16
+    const steps = 6;
+    const prefixes = new PrefixCache({ maxBytes: 1 << 24 });
+    const backend = wrapBackend(m.backend, shadowPrefill());
+    const sessions: Session[] = [];
+    for (const prompt of prompts) {
+      const session = new Session(backend, { prefixCache: prefixes });
+      // Chunks end at 5, 10 and 15: the copy starts (and catches up) in the second, inside the window (length > 8).
+      const got = [await session.prefill(prompt, { plannedLength: prompt.length + steps, chunkSize: 5 })];
+      for (let i = 0; i < steps; i++) got.push(await session.forward([(i * 3 + 2) % m.vocab]));
+      const solo = new Session(wrapBackend(m.backend, shadowPrefill()));
+      const want = [await solo.prefill(prompt, { plannedLength: prompt.length + steps })];
+      for (let i = 0; i < steps; i++) want.push(await solo.forward([(i * 3 + 2) % m.vocab]));
+      got.forEach((l, i) => expect(Array.from(l)).toEqual(Array.from(want[i]!)));
+      solo.dispose();
+      sessions.push(session);
+    }
+    const starts = sessions.map((s) => s.events.find((e): e is ShadowStartEvent => e.type === 'shadow-start'));
+    expect(starts[0]!.atLength).toBe(10);
+    // The first copy was shared with all 15 prompt tokens, so the second starts from the whole system prompt (10 if shared at its catch-up).
+    expect(starts[1]!.prefixTokens).toBe(system.length);
+    for (const s of sessions) s.dispose();
+    prefixes.dispose();
+  });
 });

@@ -223,8 +223,10 @@ class ShadowPrefillPolicy implements CachePolicy {
       onSuccess: () => {
         // The live row is cached now: the mirror follows.
         shadow.live.follow(row.cache, row.tokens, row.positions);
-        // Caught up: later sequences sharing this prefix can start their copies from this one.
-        if (!shadow.shared && row.prefixes && shadow.cache.length === row.cache.length) {
+        // Caught up at the end of a prompt (or on a decode row): later sequences sharing this prefix
+        // can start their copies from this one. Not on a prompt's inner chunk (no logits): a copy
+        // caught up there would be shared short of the prompt, and later copies rebuild the rest.
+        if (!shadow.shared && row.prefixes && shadow.cache.length === row.cache.length && (row.logits ?? 1) > 0) {
           shadow.shared = true;
           row.prefixes.put(shadow.cache);
         }

@@ -14,6 +14,7 @@ import { type CachedExport, cachedExport } from '../export/model-cache.js';
 import { checkExecutionProvider, providerStartError } from './execution-provider.js';
 import { type ExecutionProviderName, type OnnxRuntimeBackendOptions, resolveOptions } from './options.js';
 import { HostCacheOnnxBackend } from './host-cache-onnx-backend.js';
+import { exportSessionOptions } from './session-options.js';
 
 /**
  * A Phi-3 / Llama-family decoder exported to ONNX and run by onnxruntime-node.
@@ -74,14 +75,7 @@ export class OnnxRuntimeBackend extends HostCacheOnnxBackend {
     options.onProgress?.({ phase: 'load', bytesDone: 0, totalBytes: 0 });
     let session: ort.InferenceSession;
     try {
-      session = await ort.InferenceSession.create(exported.modelPath, {
-        executionProviders: [provider],
-        graphOptimizationLevel: 'all',
-        executionMode: 'sequential',
-        interOpNumThreads: 1,
-        ...(o.threads !== undefined ? { intraOpNumThreads: o.threads } : {}),
-        ...options.sessionOptions,
-      });
+      session = await ort.InferenceSession.create(exported.modelPath, exportSessionOptions(o, provider, options.sessionOptions));
     } catch (cause) {
       if (provider !== 'cpu') throw providerStartError(provider, cause);
       throw new BackendError('session-failed', `onnxruntime cannot load the exported model ${exported.modelPath} (${String(cause)}); delete ${exported.dir} to export it again`, { cause });
