@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BenchReport, ServeRun } from '../packages/cli/src/bench/bench-report.js';
-import { planServe, servePlanProblem } from '../packages/cli/src/bench/serve-plan.js';
+import { planServe, servePlanProblem, serveRowSlots } from '../packages/cli/src/bench/serve-plan.js';
 import { type CliRun, runCli } from './support/run-cli.js';
 
 // `ropeswitch bench --scenarios serve` in-process on the L = 256 built-in model (--quick), a few
@@ -40,6 +40,8 @@ describe('ropeswitch bench --scenarios serve', () => {
     expect(report.settings).toMatchObject({ scenarios: ['serve'], serve: { sequences: SEQUENCES, newTokens: NEW_TOKENS } });
     expect(report.serve).toHaveLength(1);
     expect(serve).toMatchObject({ backend: 'reference', policy: 'shadow-prefill', sequences: SEQUENCES, newTokens: NEW_TOKENS });
+    // The reference backend has no row slots to size.
+    expect(serve.rowSlots).toBeNull();
     expect(report.runs).toEqual([]);
     expect(report.scenarios).toEqual([]);
   });
@@ -103,7 +105,7 @@ describe('ropeswitch bench --scenarios serve', () => {
     expect(run.stdout).toBe(md);
     expect(md).toContain('## Scenario serve');
     const rate = `${(serve.prefixHitRate! * 100).toFixed(1).replace('.', '\\.')}%`;
-    expect(md).toMatch(new RegExp(`\\| reference \\| shadow-prefill \\| 3 \\| ✓ \\| 0 \\| ${rate} \\|`));
+    expect(md).toMatch(new RegExp(`\\| reference \\| shadow-prefill \\| 3 \\| — \\| ✓ \\| 0 \\| ${rate} \\|`));
     expect(md).toMatch(/\| fwd tokens batched \/ solo \|/);
     const html = await readFile(join(out, 'report.html'), 'utf8');
     expect(html).toContain('<section id="scenario-serve">');
@@ -117,7 +119,42 @@ describe('ropeswitch bench --scenarios serve', () => {
   });
 });
 
+describe('ropeswitch bench --scenarios serve on onnxruntime: the export\'s row slots', () => {
+  const serveOn = async (extra: string[]) => {
+    const dir = await mkdtemp(join(tmpdir(), 'ropeswitch-bench-serve-ort-'));
+    tempDirs.push(dir);
+    const r = await runCli([
+      'bench', '--quick', '--backends', 'onnxruntime', '--scenarios', 'serve', '--policies', 'shadow-prefill', '--no-task',
+      '--serve-sequences', String(SEQUENCES), '--serve-new-tokens', String(NEW_TOKENS), '--out', dir, ...extra,
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    return { run: (JSON.parse(await readFile(join(dir, 'report.json'), 'utf8')) as BenchReport).serve![0]!, md: r.stdout };
+  };
+
+  it('unless told, an export with a slot for every row of the fullest step (each sequence, and a copy beside each crossing one)', async () => {
+    const { run: ort, md } = await serveOn([]);
+    const crossing = ort.crossingSteps.filter((c) => c !== null).length;
+    expect(ort.rowSlots).toBe(SEQUENCES + crossing);
+    expect(ort.rowSlots).toBe(5);
+    expect(ort.identicalToSolo).toBe(true);
+    expect(ort.maxLogitDiff).toBeLessThanOrEqual(1e-5);
+    expect(md).toMatch(/\| onnxruntime \| shadow-prefill \| 3 \| 5 \| ✓ \|/);
+  }, 120_000);
+
+  it('--rows-per-run wins', async () => {
+    const { run: ort } = await serveOn(['--rows-per-run', '2']);
+    expect(ort.rowSlots).toBe(2);
+    expect(ort.identicalToSolo).toBe(true);
+  }, 120_000);
+});
+
 describe('the serve plan', () => {
+  it('its fullest step: every sequence and a copy beside each crossing one, at most 64 row slots', () => {
+    expect(serveRowSlots(planServe(4096, 131072, 8, 32, 100, 1))).toBe(12);
+    expect(serveRowSlots({ sequences: 3, crossingSteps: [2, null, 4] })).toBe(5);
+    expect(serveRowSlots({ sequences: 64, crossingSteps: Array.from({ length: 64 }, (_, i) => (i % 2 === 0 ? i : null)) })).toBe(64);
+  });
+
   it('eight sequences sharing a system prompt: four cross L at four different steps, four stay below, all lengths differ', () => {
     const plan = planServe(4096, 131072, 8, 32, 100, 1);
     expect(plan.crossingSteps.filter((c) => c !== null)).toEqual([6, 13, 19, 26]);

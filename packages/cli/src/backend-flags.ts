@@ -15,6 +15,9 @@ export const BACKEND_FLAGS = {
 } as const;
 
 /** The backend flags as the commands' usage lines show them. */
+/** The most row slots `--rows-per-run` takes (each slot is a copy of the attention in every layer of the export). */
+export const MAX_ROWS_PER_RUN = 64;
+
 export const BACKEND_FLAGS_USAGE = '[--threads N] [--quantize int4|int8] [--weights float32|bfloat16|float16|int8] [--cache-dtype float32|float16] [--rows-per-run N]';
 
 /** Weight precisions `--quantize` takes (onnxruntime: `MatMulNBits` exports). */
@@ -44,6 +47,6 @@ export function backendSettings(o: Readonly<Record<string, string | boolean | un
     ...(o.quantize === undefined ? {} : { quantize: choice('quantize', o.quantize, QUANTIZE_MODES, 'int4') }),
     ...(o.weights === undefined ? {} : { weights: choice('weights', o.weights, WEIGHT_DTYPES, 'float32') }),
     ...(o['cache-dtype'] === undefined ? {} : { cacheDtype: choice('cache-dtype', o['cache-dtype'], CACHE_DTYPES, 'float32') }),
-    ...(o['rows-per-run'] === undefined ? {} : { rowsPerRun: intOption('rows-per-run', o['rows-per-run'], 4, 1, 64) }),
+    ...(o['rows-per-run'] === undefined ? {} : { rowsPerRun: intOption('rows-per-run', o['rows-per-run'], 4, 1, MAX_ROWS_PER_RUN) }),
   };
 }

@@ -194,6 +194,11 @@ export interface ServeShape {
 export interface ServeRun extends ServeShape {
   readonly backend: string;
   readonly policy: string;
+  /**
+   * Row slots of the onnxruntime export both sides ran on: `--rows-per-run` when given, else one per
+   * row of the plan's fullest step (`serveRowSlots`); `null` on backends without row slots.
+   */
+  readonly rowSlots: number | null;
   /** batched.tokensPerSecond / solo.tokensPerSecond. */
   readonly throughputRatio: number;
   /** Whether every sequence chose the same tokens batched as alone. */

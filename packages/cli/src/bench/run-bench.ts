@@ -11,7 +11,7 @@ import type { BenchProgress } from './progress.js';
 import { measureRerotation } from './rerotation-cost.js';
 import { type BackendSpeed, WARM_UP_FULL_MS, estimateRunMs, measureSpeed, prefillMs, sizeScenario } from './scenario-budget.js';
 import { type ScenarioPlan, planScenario } from './scenario-plan.js';
-import { SERVE_DEFAULTS, planServe } from './serve-plan.js';
+import { SERVE_DEFAULTS, planServe, serveRowSlots } from './serve-plan.js';
 import { runServe, warmUpServe } from './serve-scenario.js';
 import { median, medianIndex, minMax, percentile, repeatableMax } from './statistics.js';
 import { type BackendMeasurements, checkServeTargets, checkTargets } from './targets.js';
@@ -108,11 +108,23 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
       }
       if (serve) {
         const plan = planServe(threshold, positionLimit(config), serve.sequences, serve.newTokens, config.vocabSize, seed);
-        progress.step(`serve/${backendName}: warm-up`);
-        await warmUpServe(backend, servePolicies[0]!);
-        for (const policy of servePolicies) {
-          const where = `serve/${backendName}: ${policy}, ${plan.sequences} sequences of ${plan.newTokens} new tokens`;
-          serveRuns.push(await runServe(backend, backendName, policy, plan, (side) => progress.step(`${where}, ${side}`)));
+        // onnxruntime runs as many rows per pass over the weights as its export has slots: unless
+        // told (--rows-per-run), serve gets an export sized to its fullest step, as a server would size its own.
+        const slotted = backendName === 'onnxruntime';
+        const rowSlots = slotted ? (options.settings?.rowsPerRun ?? serveRowSlots(plan)) : null;
+        const own = slotted && options.settings?.rowsPerRun === undefined;
+        // The scenarios above are done with the first session: it goes before the second one opens (idempotent below).
+        if (own) await backend.dispose();
+        const serving = own ? await openBackend(backendName, options.modelDir, { settings: { ...options.settings, rowsPerRun: rowSlots! } }) : backend;
+        try {
+          progress.step(`serve/${backendName}: warm-up`);
+          await warmUpServe(serving, servePolicies[0]!);
+          for (const policy of servePolicies) {
+            const where = `serve/${backendName}: ${policy}, ${plan.sequences} sequences of ${plan.newTokens} new tokens`;
+            serveRuns.push(await runServe(serving, backendName, rowSlots, policy, plan, (side) => progress.step(`${where}, ${side}`)));
+          }
+        } finally {
+          if (own) await serving.dispose();
         }
       }
     } finally {

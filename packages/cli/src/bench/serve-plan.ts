@@ -1,4 +1,5 @@
 import { SeededRandom } from '@ropeswitch/core';
+import { MAX_ROWS_PER_RUN } from '../backend-flags.js';
 import type { ServeShape } from './bench-report.js';
 
 /** Sequences and new tokens of the serve scenario when not given (`--serve-sequences`, `--serve-new-tokens`). */
@@ -12,6 +13,15 @@ export const MIN_SERVE_NEW_TOKENS = 2;
 export interface ServePlan extends ServeShape {
   /** Seeded prompt ids: the system prompt, then the sequence's own tokens. */
   readonly prompts: readonly (readonly number[])[];
+}
+
+/**
+ * Rows of the serve scenario's fullest decode step: every sequence's row, and beside each crossing
+ * one the row of a shadow copy that keeps pace with it. An onnxruntime export with this many row
+ * slots runs that step in one pass over the weights (at most {@link MAX_ROWS_PER_RUN}).
+ */
+export function serveRowSlots(plan: Pick<ServePlan, 'sequences' | 'crossingSteps'>): number {
+  return Math.min(MAX_ROWS_PER_RUN, plan.sequences + plan.crossingSteps.filter((c) => c !== null).length);
 }
 
 /** Why the serve scenario does not fit a model of threshold L and `positions` positions, or `undefined` when it does. */

@@ -53,7 +53,7 @@ export async function warmUpServe(backend: Backend, policy: string): Promise<voi
  * prefix cache's hits, the scheduler's counters and whether each sequence's tokens and logits are
  * its solo run's.
  */
-export async function runServe(backend: Backend, backendName: string, policy: string, plan: ServePlan, progress: (label: string) => void): Promise<ServeRun> {
+export async function runServe(backend: Backend, backendName: string, rowSlots: number | null, policy: string, plan: ServePlan, progress: (label: string) => void): Promise<ServeRun> {
   const maxBytes = prefixBudget(backend, plan);
   progress('batched');
   const prefixes = new PrefixCache({ maxBytes });
@@ -85,6 +85,7 @@ export async function runServe(backend: Backend, backendName: string, policy: st
   return {
     backend: backendName,
     policy,
+    rowSlots,
     sequences: plan.sequences,
     newTokens: plan.newTokens,
     systemTokens: plan.systemTokens,
