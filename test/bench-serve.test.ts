@@ -128,7 +128,8 @@ describe('ropeswitch bench --scenarios serve on onnxruntime: the export\'s row s
       '--serve-sequences', String(SEQUENCES), '--serve-new-tokens', String(NEW_TOKENS), '--out', dir, ...extra,
     ]);
     expect(r.code, r.stderr).toBe(0);
-    return { run: (JSON.parse(await readFile(join(dir, 'report.json'), 'utf8')) as BenchReport).serve![0]!, md: r.stdout };
+    const report = JSON.parse(await readFile(join(dir, 'report.json'), 'utf8')) as BenchReport;
+    return { run: report.serve![0]!, report, md: r.stdout };
   };
 
   it('unless told, an export with a slot for every row of the fullest step (each sequence, and a copy beside each crossing one)', async () => {
@@ -141,6 +142,13 @@ describe('ropeswitch bench --scenarios serve on onnxruntime: the export\'s row s
     expect(md).toMatch(/\| onnxruntime \| shadow-prefill \| 3 \| 5 \| ✓ \|/);
   }, 120_000);
 
+  it('after another scenario on the default slots, serve runs on an export of its own slots', async () => {
+    const { run: ort, report: full } = await serveOn(['--scenarios', 'near,serve']);
+    expect(full.runs.length).toBeGreaterThan(0);
+    expect(ort.rowSlots).toBe(5);
+    expect(ort.identicalToSolo).toBe(true);
+  }, 120_000);
+
   it('--rows-per-run wins', async () => {
     const { run: ort } = await serveOn(['--rows-per-run', '2']);
     expect(ort.rowSlots).toBe(2);
@@ -150,9 +158,12 @@ describe('ropeswitch bench --scenarios serve on onnxruntime: the export\'s row s
 
 describe('the serve plan', () => {
   it('its fullest step: every sequence and a copy beside each crossing one, at most 64 row slots', () => {
-    expect(serveRowSlots(planServe(4096, 131072, 8, 32, 100, 1))).toBe(12);
-    expect(serveRowSlots({ sequences: 3, crossingSteps: [2, null, 4] })).toBe(5);
-    expect(serveRowSlots({ sequences: 64, crossingSteps: Array.from({ length: 64 }, (_, i) => (i % 2 === 0 ? i : null)) })).toBe(64);
+    for (const [sequences, slots] of [[8, 12], [3, 5], [1, 2], [64, 64]] as const) {
+      expect(serveRowSlots(sequences)).toBe(slots);
+      // The plan's own crossing sequences, the same count.
+      const crossing = planServe(4096, 131072, sequences, 32, 100, 1).crossingSteps.filter((c) => c !== null).length;
+      expect(serveRowSlots(sequences)).toBe(Math.min(64, sequences + crossing));
+    }
   });
 
   it('eight sequences sharing a system prompt: four cross L at four different steps, four stay below, all lengths differ', () => {

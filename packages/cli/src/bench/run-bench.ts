@@ -49,6 +49,11 @@ export interface BenchOptions {
 
 const NO_PROGRESS: BenchProgress = { start() {}, step() {}, finish() {} };
 
+/** Row slots of the export an onnxruntime backend runs (read from it, so the report says what ran); `null` for other backends. */
+function rowSlotsOf(backend: Backend): number | null {
+  return (backend as { readonly exported?: { readonly manifest: { readonly slots: number } } }).exported?.manifest.slots ?? null;
+}
+
 /**
  * Runs the benchmark and returns its report. Per backend: its speed on the model (a short probe the
  * plans are sized by), then per scenario a warm-up, an exact greedy run (re-prefill, equal to the
@@ -85,7 +90,14 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
   let threshold = 0;
 
   for (const backendName of options.backends) {
-    const backend = await openBackend(backendName, options.modelDir, options.settings ? { settings: options.settings } : {});
+    // onnxruntime runs as many rows per pass over the weights as its export has slots: unless told
+    // (--rows-per-run), serve gets an export sized to its fullest step, as a server would size its own.
+    const sized = serve !== undefined && backendName === 'onnxruntime' && options.settings?.rowsPerRun === undefined;
+    const serveSettings = sized ? { ...options.settings, rowsPerRun: serveRowSlots(serve.sequences) } : options.settings;
+    // Serve alone opens the backend with its own slots at once; after other scenarios it opens it again.
+    const reopenForServe = scenarios.length > 0 && sized;
+    const settings = scenarios.length > 0 ? options.settings : serveSettings;
+    const backend = await openBackend(backendName, options.modelDir, settings ? { settings } : {});
     try {
       config = backend.config;
       const schedule = modelSchedule(config.rope);
@@ -108,23 +120,18 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
       }
       if (serve) {
         const plan = planServe(threshold, positionLimit(config), serve.sequences, serve.newTokens, config.vocabSize, seed);
-        // onnxruntime runs as many rows per pass over the weights as its export has slots: unless
-        // told (--rows-per-run), serve gets an export sized to its fullest step, as a server would size its own.
-        const slotted = backendName === 'onnxruntime';
-        const rowSlots = slotted ? (options.settings?.rowsPerRun ?? serveRowSlots(plan)) : null;
-        const own = slotted && options.settings?.rowsPerRun === undefined;
         // The scenarios above are done with the first session: it goes before the second one opens (idempotent below).
-        if (own) await backend.dispose();
-        const serving = own ? await openBackend(backendName, options.modelDir, { settings: { ...options.settings, rowsPerRun: rowSlots! } }) : backend;
+        if (reopenForServe) await backend.dispose();
+        const serving = reopenForServe ? await openBackend(backendName, options.modelDir, serveSettings ? { settings: serveSettings } : {}) : backend;
         try {
           progress.step(`serve/${backendName}: warm-up`);
           await warmUpServe(serving, servePolicies[0]!);
           for (const policy of servePolicies) {
             const where = `serve/${backendName}: ${policy}, ${plan.sequences} sequences of ${plan.newTokens} new tokens`;
-            serveRuns.push(await runServe(serving, backendName, rowSlots, policy, plan, (side) => progress.step(`${where}, ${side}`)));
+            serveRuns.push(await runServe(serving, backendName, rowSlotsOf(serving), policy, plan, (side) => progress.step(`${where}, ${side}`)));
           }
         } finally {
-          if (own) await serving.dispose();
+          if (reopenForServe) await serving.dispose();
         }
       }
     } finally {

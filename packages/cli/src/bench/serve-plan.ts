@@ -15,13 +15,19 @@ export interface ServePlan extends ServeShape {
   readonly prompts: readonly (readonly number[])[];
 }
 
+/** Sequences of the serve scenario that cross L: every other one, the first included. */
+function crossingCount(sequences: number): number {
+  return Math.ceil(sequences / 2);
+}
+
 /**
- * Rows of the serve scenario's fullest decode step: every sequence's row, and beside each crossing
- * one the row of a shadow copy that keeps pace with it. An onnxruntime export with this many row
- * slots runs that step in one pass over the weights (at most {@link MAX_ROWS_PER_RUN}).
+ * Rows of the serve scenario's fullest decode step for `sequences` sequences: every sequence's row,
+ * and beside each crossing one the row of a shadow copy that keeps pace with it. An onnxruntime
+ * export with this many row slots runs that step in one pass over the weights (at most
+ * {@link MAX_ROWS_PER_RUN}). It depends on no model, so a backend can be opened with it.
  */
-export function serveRowSlots(plan: Pick<ServePlan, 'sequences' | 'crossingSteps'>): number {
-  return Math.min(MAX_ROWS_PER_RUN, plan.sequences + plan.crossingSteps.filter((c) => c !== null).length);
+export function serveRowSlots(sequences: number): number {
+  return Math.min(MAX_ROWS_PER_RUN, sequences + crossingCount(sequences));
 }
 
 /** Why the serve scenario does not fit a model of threshold L and `positions` positions, or `undefined` when it does. */
@@ -64,7 +70,7 @@ export function planServe(threshold: number, positions: number, sequences: numbe
 
 /** Prompt lengths, crossing steps and the system prompt's length (which may come out < 1: the plan does not fit). */
 function serveShape(threshold: number, sequences: number, newTokens: number): Pick<ServePlan, 'systemTokens' | 'promptTokens' | 'crossingSteps'> {
-  const crossing = Math.ceil(sequences / 2);
+  const crossing = crossingCount(sequences);
   const below = sequences - crossing;
   const gap = Math.max(1, Math.ceil(newTokens / 2));
   const promptTokens: number[] = [];
