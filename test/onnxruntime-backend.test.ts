@@ -17,6 +17,7 @@ import {
 import { ReferenceBackend } from '@ropeswitch/backend-reference';
 import {
   BackendError,
+  type CpuKvCache,
   type KvCache,
   type ModelConfig,
   type WeightStore,
@@ -217,7 +218,7 @@ describe('onnxruntime backend: options and errors', () => {
   });
 
   it('rejects bad options with typed errors before exporting anything', async () => {
-    const bad = [{ threads: 0 }, { threads: 1.5 }, { prefillChunk: 0 }, { anglePrecision: 'float16' }, { executionProvider: 'tpu' }, { prepackWeights: 1 }];
+    const bad = [{ threads: 0 }, { threads: 1.5 }, { prefillChunk: 0 }, { anglePrecision: 'float16' }, { executionProvider: 'tpu' }, { prepackWeights: 1 }, { cachePoolBytes: -1 }, { cachePoolBytes: 1.5 }];
     for (const options of bad) {
       await expect(OnnxRuntimeBackend.open(config, weights, options as never), JSON.stringify(options)).rejects.toMatchObject({ name: 'BackendError', code: 'bad-option' });
     }
@@ -262,6 +263,46 @@ describe('onnxruntime backend: options and errors', () => {
     await ref.dispose();
     await backend.dispose();
     await expect(backend.forward({ rows: [rows[0]!] })).rejects.toMatchObject({ code: 'disposed' });
+  });
+
+  it('a cache on blocks another cache gave back (NaN left in every row) computes what it computes on fresh memory; the pool is off with cachePoolBytes 0', async () => {
+    const regime = createRopeSchedule(config.rope).regimeFor(1);
+    const prompt = Array.from({ length: 40 }, (_, i) => (i * 13 + 5) % config.vocabSize);
+    // A chunked prefill into a cache reserved well past it: every chunk after the first gets a compact copy (scratch from the pool too).
+    const run = async (backend: OnnxRuntimeBackend, poison: boolean) => {
+      const reused: boolean[] = [];
+      if (poison) {
+        // Blocks of both sizes the next cache asks for (16 rows at creation, 400 reserved), left full of NaN.
+        const old = backend.createCache() as CpuKvCache;
+        const small = old.keys(0).buffer;
+        old.reserve(400);
+        const big = old.keys(0).buffer;
+        for (let l = 0; l < config.numLayers; l++) [old.keys(l), old.values(l)].forEach((a) => a.fill(Number.NaN));
+        old.dispose();
+        const cache = backend.createCache() as CpuKvCache;
+        reused.push(cache.keys(0).buffer === small);
+        cache.reserve(400);
+        reused.push(cache.keys(0).buffer === big);
+        cache.dispose();
+      }
+      const outputs: number[] = [];
+      for (let round = 0; round < 2; round++) {
+        const cache = backend.createCache();
+        cache.reserve(400);
+        const first = await backend.forward({ rows: [{ tokens: prompt, positions: prompt.map((_, i) => i), cache, regime }] });
+        const next = await backend.forward({ rows: [{ tokens: [7], positions: [prompt.length], cache, regime }] });
+        outputs.push(...first.rows[0]!.data, ...next.rows[0]!.data);
+        cache.dispose();
+      }
+      await backend.dispose();
+      return { outputs: Float32Array.from(outputs), reused };
+    };
+    const pooled = await run(await OnnxRuntimeBackend.open(config, weights, { prefillChunk: 16 }), true);
+    const unpooled = await run(await OnnxRuntimeBackend.open(config, weights, { prefillChunk: 16, cachePoolBytes: 0 }), true);
+    expect(pooled.reused).toEqual([true, true]);
+    expect(unpooled.reused).toEqual([false, false]);
+    expect(pooled.outputs.every(Number.isFinite)).toBe(true);
+    expect(pooled.outputs).toEqual(unpooled.outputs);
   });
 
   it('weights prepacked by onnxruntime or memory-mapped as exported give the same logits, within 1e-4 of the reference backend', async () => {

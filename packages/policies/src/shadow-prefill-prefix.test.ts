@@ -1,7 +1,7 @@
 import { PrefixCache, Session, type ShadowStartEvent, wrapBackend } from '@ropeswitch/core';
 import { randomIds, recording, snapshot } from '@ropeswitch/testkit';
 import { useTinyModels } from '@ropeswitch/testkit/vitest';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { shadowPrefill } from './shadow-prefill.js';
 
 const models = useTinyModels();
@@ -21,6 +21,7 @@ describe('shadowPrefill with a prefix cache', () => {
       return logits;
     };
     const tokensRun = () => rec.calls.flat().reduce((n, r) => n + r.tokens.length, 0);
+    const take = vi.spyOn(PrefixCache.prototype, 'take');
     const used: number[] = [];
     const sessions: Session[] = [];
     for (const prompt of prompts) {
@@ -41,6 +42,10 @@ describe('shadowPrefill with a prefix cache', () => {
     expect(starts[1]!.prefixTokens).toBe(system.length);
     // Its prompt and its copy each skipped the system prompt.
     expect(used[0]! - used[1]!).toBe(2 * system.length);
+    // Every take, the session's and the copy's, asked for a copy with room for the whole plan (so neither grows after).
+    expect(take.mock.calls.length).toBeGreaterThanOrEqual(3);
+    for (const [, options] of take.mock.calls) expect(options.capacity).toBe(13 + steps);
+    take.mockRestore();
     for (const s of sessions) s.dispose();
     prefixes.dispose();
   });

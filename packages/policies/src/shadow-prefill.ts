@@ -188,11 +188,12 @@ class ShadowPrefillPolicy implements CachePolicy {
     const pacing = wanted === 'auto' ? (prefersCostPacing(costs, threshold) ? 'cost' : 'tokens') : wanted;
     const chunk = this.chunkFor(pacing, threshold);
     const live = SequenceMirror.of(row.cache);
-    // A copy of the cached part under the copy's regime (another sequence's, sharing a system prompt) is a head start.
-    const seed = row.prefixes?.take(live.tokensFrom(0), { regime, maxLength: row.cache.length });
-    const shadow: Shadow = { cache: seed ?? backend.createCache(), regime, pacing, live, shared: false };
     // Room for the whole plan (or the live cache's length and this row), so the swap never grows it.
-    shadow.cache.reserve(Math.max(lengthAfter(row), Math.min(row.plannedLength ?? 0, positionLimit(backend.config))) - shadow.cache.length);
+    const room = Math.max(lengthAfter(row), Math.min(row.plannedLength ?? 0, positionLimit(backend.config)));
+    // A copy of the cached part under the copy's regime (another sequence's, sharing a system prompt) is a head start, made at that room.
+    const seed = row.prefixes?.take(live.tokensFrom(0), { regime, maxLength: row.cache.length, capacity: room });
+    const shadow: Shadow = { cache: seed ?? backend.createCache(), regime, pacing, live, shared: false };
+    shadow.cache.reserve(room - shadow.cache.length);
     // Kept only if the forward that starts it succeeds: a retry then starts (and reports) it again.
     const start: PolicyEvent = { type: 'shadow-start', policy: this.name, regime: regime.id, atLength: lengthAfter(row), ...(seed ? { prefixTokens: seed.length } : {}) };
     const built = this.buildChunk(row, shadow, chunk, [start], threshold, true);

@@ -1,5 +1,5 @@
 /// <reference types="@webgpu/types" />
-import { CacheError, type KvCache, type KvCacheLayout, RecordedKvCache } from '@ropeswitch/core';
+import { CacheError, type CloneOptions, type KvCache, type KvCacheLayout, RecordedKvCache } from '@ropeswitch/core';
 import { splitIntoBlocks } from './binding-blocks.js';
 import { STORAGE_USAGE } from './gpu-flags.js';
 
@@ -84,13 +84,13 @@ export class GpuKvCache extends RecordedKvCache {
     this.record.grow(cap);
   }
 
-  /** A copy on the same device (`copyBufferToBuffer` of each head's rows), capacity = length. */
-  clone(): GpuKvCache {
-    const record = this.record.copy();
+  /** A copy on the same device (`copyBufferToBuffer` of each head's kept rows); see {@link KvCache.clone}. */
+  clone(options?: CloneOptions): GpuKvCache {
+    const record = this.record.copy(options);
     const c = new GpuKvCache(this.host, this.layout, record.capacity);
     const encoder = this.host.device.createCommandEncoder();
-    this.copyRows(encoder, this.keyBlocks, this.capacity, c.keyBlocks, c.capacity);
-    this.copyRows(encoder, this.valueBlocks, this.capacity, c.valueBlocks, c.capacity);
+    this.copyRows(encoder, this.keyBlocks, this.capacity, c.keyBlocks, c.capacity, record.length);
+    this.copyRows(encoder, this.valueBlocks, this.capacity, c.valueBlocks, c.capacity, record.length);
     this.host.device.queue.submit([encoder.finish()]);
     c.record = record;
     return c;
@@ -139,8 +139,9 @@ export class GpuKvCache extends RecordedKvCache {
   }
 
   /** Encodes copies of indices [0, length) of every head from `from` (capacity `fromCap`) into `to` (capacity `toCap`). */
-  private copyRows(encoder: GPUCommandEncoder, from: KvHeadBlock[][], fromCap: number, to: KvHeadBlock[][], toCap: number): void {
-    const bytes = headBytes(this.layout, this.length);
+  /** Each head's first `rows` indices (default: the cache's length) from one set of blocks to another. */
+  private copyRows(encoder: GPUCommandEncoder, from: KvHeadBlock[][], fromCap: number, to: KvHeadBlock[][], toCap: number, rows = this.length): void {
+    const bytes = headBytes(this.layout, rows);
     if (bytes === 0) return;
     for (let l = 0; l < from.length; l++) {
       for (let h = 0; h < this.layout.numKvHeads; h++) {

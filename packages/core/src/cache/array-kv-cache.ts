@@ -1,4 +1,4 @@
-import type { KvCache, KvCacheLayout } from './kv-cache.js';
+import type { CloneOptions, KvCache, KvCacheLayout } from './kv-cache.js';
 import { RecordedKvCache } from './recorded-kv-cache.js';
 
 /** Element type of a host KV cache's storage. */
@@ -14,6 +14,12 @@ export interface KvBlock<A extends KvElements> {
    * memory, whose growth detaches earlier views) returns a fresh view of the same elements.
    */
   readonly view: A;
+  /**
+   * `true` when the block holds another cache's old values that must not be met past the rows
+   * the cache writes (a `KvBlockPool`'s reused block, whose next reader may be a graph that
+   * reads the whole capacity, masked): the cache then zeroes every row it does not copy in.
+   */
+  readonly dirty?: boolean;
   /** Gives the elements back; the block is not used afterwards. */
   free(): void;
 }
@@ -22,7 +28,8 @@ export interface KvBlock<A extends KvElements> {
 export interface KvBlockStorage<A extends KvElements> {
   /**
    * `length` elements, zeroed or not (storage may hand back memory it took back as it is: a cache
-   * writes every row before anything reads it). A cache passes the layer the block holds, so
+   * writes every row before its own kernels read it; a block marked {@link KvBlock.dirty} is also
+   * zeroed past the rows the cache copies in). A cache passes the layer the block holds, so
    * storage that keeps layers apart (one WebAssembly memory per group of layers) can place it;
    * other storage ignores it.
    */
@@ -69,8 +76,8 @@ export abstract class ArrayKvCache<A extends KvElements> extends RecordedKvCache
     protected storage: KvBlockStorage<A>,
   ) {
     super(layout, initialCapacity);
-    this.keyData = this.allocLayers(this.record.capacity);
-    this.valueData = this.allocLayers(this.record.capacity);
+    this.keyData = this.allocLayers(this.record.capacity, 0);
+    this.valueData = this.allocLayers(this.record.capacity, 0);
   }
 
   get byteLength(): number {
@@ -145,14 +152,27 @@ export abstract class ArrayKvCache<A extends KvElements> extends RecordedKvCache
   }
 
   /**
-   * A copy of this cache: `make(capacity)` a fresh cache of the same kind with the capacity of the
-   * record's copy (which may be smaller than this cache's), then the visible rows and the record.
+   * A copy of this cache (see {@link KvCache.clone}): `make(capacity)` a fresh cache of the same
+   * kind with the capacity of the record's copy (which may be smaller than this cache's), then the
+   * kept rows and the record.
    */
-  protected copyInto<C extends ArrayKvCache<A>>(make: (capacity: number) => C): C {
-    const record = this.record.copy();
-    const c = make(record.capacity);
+  protected copyInto<C extends ArrayKvCache<A>>(make: (capacity: number) => C, options?: CloneOptions): C {
+    const record = this.record.copy(options);
+    // Made at the smallest capacity, then given blocks of the copy's capacity that are zeroed only past the copied rows.
+    const c = make(1);
+    c.freeStorage();
+    try {
+      c.keyData = c.allocLayers(record.capacity, record.length);
+      c.valueData = c.allocLayers(record.capacity, record.length);
+    } catch (e) {
+      // A storage at its limit: nothing of the copy is kept.
+      c.dispose();
+      throw e;
+    }
+    // The record before the copy: `offset` reads its capacity.
+    c.record = record;
     const { numKvHeads, headDim } = this.layout;
-    const rows = this.length * headDim;
+    const rows = record.length * headDim;
     for (let l = 0; l < this.layout.numLayers; l++) {
       for (let h = 0; h < numKvHeads; h++) {
         const from = this.offset(h, 0);
@@ -161,18 +181,26 @@ export abstract class ArrayKvCache<A extends KvElements> extends RecordedKvCache
         c.valueData[l]!.view.set(this.valueData[l]!.view.subarray(from, from + rows), to);
       }
     }
-    c.record = record;
     return c;
   }
 
-  private allocLayers(cap: number): KvBlock<A>[] {
+  /** Blocks of `cap` rows per head for every layer, each head's rows from `written` on zeroed (the caller writes the ones before). */
+  private allocLayers(cap: number, written: number): KvBlock<A>[] {
     const { numLayers, numKvHeads, headDim } = this.layout;
-    return Array.from({ length: numLayers }, (_, layer) => this.storage.allocate(numKvHeads * cap * headDim, layer));
+    const blocks: KvBlock<A>[] = [];
+    try {
+      for (let layer = 0; layer < numLayers; layer++) blocks.push(this.zeroPast(this.storage.allocate(numKvHeads * cap * headDim, layer), cap, written));
+    } catch (e) {
+      // The blocks made before a failed allocation go back: nothing is held for a cache that does not exist.
+      for (const b of blocks) b.free();
+      throw e;
+    }
+    return blocks;
   }
 
   private regrow(old: KvBlock<A>, cap: number, layer: number): KvBlock<A> {
     const { numKvHeads, headDim } = this.layout;
-    const block = this.storage.allocate(numKvHeads * cap * headDim, layer);
+    const block = this.zeroPast(this.storage.allocate(numKvHeads * cap * headDim, layer), cap, this.length);
     // Views after the allocation: growing the storage may have moved or detached older ones.
     const next = block.view;
     const from0 = old.view;
@@ -180,6 +208,16 @@ export abstract class ArrayKvCache<A extends KvElements> extends RecordedKvCache
       const from = h * this.capacity * headDim;
       next.set(from0.subarray(from, from + this.length * headDim), h * cap * headDim);
     }
+    return block;
+  }
+
+  /** Zeroes each head's rows [`written`, `cap`) of a {@link KvBlock.dirty} block. */
+  private zeroPast(block: KvBlock<A>, cap: number, written: number): KvBlock<A> {
+    if (block.dirty !== true || written >= cap) return block;
+    const { numKvHeads, headDim } = this.layout;
+    const view = block.view;
+    if (written === 0) view.fill(0);
+    else for (let h = 0; h < numKvHeads; h++) view.fill(0, (h * cap + written) * headDim, (h + 1) * cap * headDim);
     return block;
   }
 }

@@ -1,6 +1,6 @@
 import { CacheError } from '../errors.js';
 import type { RopeRegime } from '../rope/regime.js';
-import type { KvCacheLayout, RegimeSpan } from './kv-cache.js';
+import type { CloneOptions, KvCacheLayout, RegimeSpan } from './kv-cache.js';
 import { RegimeSpans } from './regime-spans.js';
 
 /** Source of {@link CacheRecord.revision}s: unique across every record, so a replaced record never repeats one. */
@@ -144,14 +144,24 @@ export class CacheRecord {
     this.changed = ++lastRevision;
   }
 
-  /** An independent copy with capacity `max(length, 1)`, the capacity a clone's storage gets. */
-  copy(): CacheRecord {
+  /**
+   * An independent copy of the first `options.length` indices (default all) with capacity
+   * `max(length, options.capacity, 1)`: the capacity a clone's storage gets (see {@link KvCache.clone}).
+   *
+   * @throws CacheError `'bad-crop'` / `'bad-reserve'` for a length or capacity out of range.
+   */
+  copy(options: CloneOptions = {}): CacheRecord {
     this.assertLive();
-    const c = new CacheRecord(this.layout, this.size);
-    c.tokenIds.set(this.tokenIds.subarray(0, this.size));
-    c.positionIds.set(this.positionIds.subarray(0, this.size));
+    const length = options.length ?? this.size;
+    if (!Number.isInteger(length) || length < 0 || length > this.size) throw new CacheError('bad-crop', `cannot clone ${length} tokens of a cache of ${this.size}`);
+    const room = options.capacity ?? 0;
+    if (!Number.isSafeInteger(room) || room < 0) throw new CacheError('bad-reserve', `cannot clone with a capacity of ${room} rows: a non-negative integer is needed`);
+    const c = new CacheRecord(this.layout, Math.max(length, room));
+    c.tokenIds.set(this.tokenIds.subarray(0, length));
+    c.positionIds.set(this.positionIds.subarray(0, length));
     c.spans = this.spans.copy();
-    c.size = this.size;
+    c.spans.crop(length);
+    c.size = length;
     return c;
   }
 

@@ -266,6 +266,56 @@ describe('CpuKvCache', () => {
     expectContents(empty, 3);
   });
 
+  it('clone({ length, capacity }) copies the first tokens once, with room for the capacity; bad values are refused', () => {
+    const c = new CpuKvCache(LAYOUT, 2);
+    append(c, 3, A);
+    append(c, 2, B);
+    const k = c.clone({ length: 4, capacity: 9 });
+    expect(k.length).toBe(4);
+    expect(k.capacity).toBe(9);
+    expectContents(k, 4);
+    expect(k.regimeSpans().map((s) => [s.start, s.end, s.regime.id])).toEqual([
+      [0, 3, 'A'],
+      [3, 4, 'B'],
+    ]);
+    expect(Array.from(k.tokens())).toEqual(Array.from(c.tokens()).slice(0, 4));
+    // The room is there: appending up to it does not grow (a grow would double the capacity).
+    append(k, 5, A);
+    expect(k.capacity).toBe(9);
+    expectContents(k, 9);
+    // A capacity below the kept length keeps the length; length 0 is an empty copy.
+    expect(c.clone({ length: 5, capacity: 2 }).capacity).toBe(5);
+    expect(c.clone({ length: 0 }).length).toBe(0);
+    const before = snapshot(c);
+    for (const bad of [-1, 6, 1.5, Number.NaN]) expectCacheError(() => c.clone({ length: bad }), 'bad-crop');
+    for (const bad of [-1, 2.5, Number.NaN, Infinity]) expectCacheError(() => c.clone({ capacity: bad }), 'bad-reserve');
+    expect(snapshot(c)).toEqual(before);
+  });
+
+  it('a clone whose storage fails half-way gives back every block it took and leaves the original as it was', () => {
+    let live = 0;
+    let allowed = Infinity;
+    const storage = {
+      allocate: (n: number) => {
+        if (allowed-- <= 0) throw new RangeError('storage full');
+        live++;
+        let freed = false;
+        return { view: new Float32Array(n), free: () => { if (!freed) live--; freed = true; } };
+      },
+    };
+    const c = new CpuKvCache(LAYOUT, 2, storage);
+    append(c, 5, A);
+    const before = snapshot(c);
+    const held = live;
+    // The copy's first block of 1 row per layer (2 + 2), then 3 of the 4 blocks at its capacity.
+    allowed = 4 + 3;
+    expect(() => c.clone({ capacity: 12 })).toThrow('storage full');
+    expect(live).toBe(held);
+    expect(snapshot(c)).toEqual(before);
+    allowed = Infinity;
+    expectContents(c.clone(), 5);
+  });
+
   it('use after dispose throws CacheError("disposed")', () => {
     const c = new CpuKvCache(LAYOUT);
     append(c, 2, A);

@@ -1,5 +1,5 @@
 import { ArrayKvCache, type KvBlock, type KvBlockStorage, heapKvStorage } from './array-kv-cache.js';
-import type { KvCache, KvCacheLayout } from './kv-cache.js';
+import type { CloneOptions, KvCache, KvCacheLayout } from './kv-cache.js';
 
 /**
  * A run of `length` floats a {@link CpuKvStorage} handed out. `view` is derived on each read:
@@ -40,8 +40,8 @@ export class CpuKvCache extends ArrayKvCache<Float32Array> {
     return this.storage;
   }
 
-  clone(): CpuKvCache {
-    return this.copyInto((capacity) => new CpuKvCache(this.layout, capacity, this.storage));
+  clone(options?: CloneOptions): CpuKvCache {
+    return this.copyInto((capacity) => new CpuKvCache(this.layout, capacity, this.storage), options);
   }
 
   protected isSameKind(other: KvCache): other is CpuKvCache {

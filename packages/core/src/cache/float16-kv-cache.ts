@@ -1,5 +1,5 @@
 import { ArrayKvCache, type KvBlockStorage, heapKvStorage } from './array-kv-cache.js';
-import type { KvCache, KvCacheLayout } from './kv-cache.js';
+import type { CloneOptions, KvCache, KvCacheLayout } from './kv-cache.js';
 
 /** The default storage: a fresh `Uint16Array` per block, freed by the garbage collector. */
 const heapFloat16Storage: KvBlockStorage<Uint16Array> = heapKvStorage((n) => new Uint16Array(n));
@@ -17,12 +17,16 @@ const heapFloat16Storage: KvBlockStorage<Uint16Array> = heapKvStorage((n) => new
 export class Float16KvCache extends ArrayKvCache<Uint16Array> {
   readonly dtype = 'float16' as const;
 
-  constructor(layout: KvCacheLayout, initialCapacity = 16) {
-    super(layout, initialCapacity, heapFloat16Storage);
+  /**
+   * @param storage Where the key and value storage lives (default: the JS heap). A cache's clones
+   * use the same storage.
+   */
+  constructor(layout: KvCacheLayout, initialCapacity = 16, storage: KvBlockStorage<Uint16Array> = heapFloat16Storage) {
+    super(layout, initialCapacity, storage);
   }
 
-  clone(): Float16KvCache {
-    return this.copyInto((capacity) => new Float16KvCache(this.layout, capacity));
+  clone(options?: CloneOptions): Float16KvCache {
+    return this.copyInto((capacity) => new Float16KvCache(this.layout, capacity, this.storage), options);
   }
 
   protected isSameKind(other: KvCache): other is Float16KvCache {

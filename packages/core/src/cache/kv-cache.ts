@@ -3,6 +3,14 @@ import type { RopeRegime } from '../rope/regime.js';
 /** Where a cache's tensors live. GPU backends keep theirs on the device and must be disposed. */
 export type CacheLocation = 'cpu' | 'gpu';
 
+/** What {@link KvCache.clone} copies, and the room it leaves. */
+export interface CloneOptions {
+  /** Tokens kept from the start (default: all of them). */
+  readonly length?: number;
+  /** Tokens the copy's storage holds at least (default: its length): a planned length, reserved in the same copy. */
+  readonly capacity?: number;
+}
+
 /** The shape every cache of a model shares. */
 export interface KvCacheLayout {
   readonly numLayers: number;
@@ -56,8 +64,15 @@ export interface KvCache {
    * knows its planned length reserves it once, so no decode step pays for growing the cache.
    */
   reserve(extra: number): void;
-  /** An independent copy (same location). */
-  clone(): KvCache;
+  /**
+   * An independent copy (same location), of the first `options.length` tokens (default all), with
+   * room for `options.capacity` tokens (default its length): one copy, where a clone followed by
+   * `crop` and `reserve` would copy the rows it keeps twice.
+   *
+   * @throws CacheError `'bad-crop'` for a length that is not an integer in [0, length];
+   * `'bad-reserve'` for a capacity that is not a non-negative integer.
+   */
+  clone(options?: CloneOptions): KvCache;
   /**
    * Takes over the contents of `other` (a cache of the same backend and layout), which ends up
    * disposed. This is how a policy swaps in a rebuilt cache: everyone holding this cache object

@@ -1,7 +1,7 @@
 import { CacheError } from '../errors.js';
 import type { RopeRegime } from '../rope/regime.js';
 import { CacheRecord } from './cache-record.js';
-import type { CacheLocation, KvCache, KvCacheLayout, RegimeSpan } from './kv-cache.js';
+import type { CacheLocation, CloneOptions, KvCache, KvCacheLayout, RegimeSpan } from './kv-cache.js';
 
 /**
  * The part of a {@link KvCache} that is only bookkeeping, answered from its {@link CacheRecord}:
@@ -24,7 +24,7 @@ export abstract class RecordedKvCache implements KvCache {
   }
 
   abstract reserve(extra: number): void;
-  abstract clone(): KvCache;
+  abstract clone(options?: CloneOptions): KvCache;
 
   /**
    * Takes over `other`'s contents and storage without a copy, keeping this object (see

@@ -23,8 +23,11 @@ export interface PolicyRow extends ForwardRow {
 
 /** Cached prefixes a policy may take (a private clone, keys all in `regime`) and add to: a {@link PrefixCache}. */
 export interface PrefixSource {
-  /** A clone of the longest cached prefix of `ids` (at most `maxLength` tokens) whose keys were all rotated by `regime`, or `undefined`. */
-  take(ids: ArrayLike<number>, options: { readonly regime: RopeRegime; readonly maxLength?: number }): KvCache | undefined;
+  /**
+   * A clone of the longest cached prefix of `ids` (at most `maxLength` tokens) whose keys were all
+   * rotated by `regime`, with room for `capacity` tokens (default its length), or `undefined`.
+   */
+  take(ids: ArrayLike<number>, options: { readonly regime: RopeRegime; readonly maxLength?: number; readonly capacity?: number }): KvCache | undefined;
   /** Stores a clone of `cache` for later sequences. */
   put(cache: KvCache): void;
 }

@@ -1,6 +1,7 @@
 import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { Backend } from '../backend/backend.js';
 import { BackendError, SessionError } from '../errors.js';
+import { CacheRecord } from '../cache/cache-record.js';
 import { CpuKvCache } from '../cache/cpu-kv-cache.js';
 import { Float16KvCache } from '../cache/float16-kv-cache.js';
 import type { KvCache } from '../cache/kv-cache.js';
@@ -151,6 +152,23 @@ describe('Session with a prefix cache', () => {
       }
       expect(prefixes.stats).toMatchObject({ hits: 2, misses: 1, hitTokens: 2 * sysLength, entries: 3 });
     }
+  });
+
+  it('a hit is copied once, at the planned length: the prefill after it grows nothing', async () => {
+    const sys = randomIds(11, 8, model.vocab);
+    const prefixes = new PrefixCache({ maxBytes: BIG });
+    prefixes.put(await prefilled([...sys, ...suffix(12, 3)]));
+    const clone = vi.spyOn(CpuKvCache.prototype, 'clone');
+    const grow = vi.spyOn(CacheRecord.prototype, 'grow');
+    const ids = [...sys, ...suffix(13, 4, sys)];
+    const session = new Session(model.backend, { prefixCache: prefixes });
+    const logits = await session.prefill(ids, { plannedLength: ids.length + 20 });
+    // take's copy (the hit), then put's copy (the entry): the first was made at the plan's size.
+    expect(clone.mock.calls[0]).toEqual([{ length: 8, capacity: ids.length + 20 }]);
+    expect((session.cache as CpuKvCache).capacity).toBe(ids.length + 20);
+    // No cache grew (a grow copies every row again).
+    expect(grow).not.toHaveBeenCalled();
+    expect(Array.from(logits)).toEqual((await fresh(ids)).logits);
   });
 
   it('leaves the tokens whose logits are asked for to run: with logits of every position there is no hit', async () => {

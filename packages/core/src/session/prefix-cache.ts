@@ -30,6 +30,11 @@ export interface PrefixTakeOptions {
    * `ids.length - max(1, logits wanted)`, so the tokens whose logits it returns still run.
    */
   readonly maxLength?: number;
+  /**
+   * Tokens the returned cache has room for (default: the prefix's length): the caller's planned
+   * length, so the copy is made once at that size instead of grown (copied again) after.
+   */
+  readonly capacity?: number;
 }
 
 /** Counters and sizes of a {@link PrefixCache}, as of the moment they are read. */
@@ -150,8 +155,7 @@ export class PrefixCache {
       return undefined;
     }
     this.touch(best.entry);
-    const copy = best.entry.cache.clone();
-    copy.crop(best.length);
+    const copy = best.entry.cache.clone({ length: best.length, ...(options.capacity !== undefined ? { capacity: options.capacity } : {}) });
     this.counts.hits++;
     this.counts.hitTokens += best.length;
     return copy;

@@ -152,11 +152,12 @@ export class Session {
     checkLogitsCount(want, ids.length);
     // One regime for every chunk, decided by the whole prompt's length.
     const regime = this.schedule.regimeFor(total);
-    const reused = start === 0 ? this.takePrefix(ids, regime, want) : 0;
+    // Never more than the model can hold: a plan past the position limit fails at that position anyway.
+    const room = planned === undefined ? undefined : Math.min(planned, positionLimit(this.backend.config));
+    const reused = start === 0 ? this.takePrefix(ids, regime, want, room) : 0;
     let logits: Float32Array = new Float32Array(0);
     try {
-      // Never more than the model can hold: a plan past the position limit fails at that position anyway.
-      if (planned !== undefined) this.cacheRef.reserve(Math.max(0, Math.min(planned, positionLimit(this.backend.config)) - this.cacheRef.length));
+      if (room !== undefined) this.cacheRef.reserve(Math.max(0, room - this.cacheRef.length));
       for (let from = reused; from < ids.length; from += chunk) {
         const to = Math.min(ids.length, from + chunk);
         const tail = Math.max(0, want - (ids.length - to));
@@ -180,14 +181,15 @@ export class Session {
   /**
    * Starts an empty session from the longest usable prefix of `ids` in the prefix cache; returns
    * its length (0 on a miss). At least `max(1, want)` tokens are left to run, so the logits asked
-   * for are computed.
+   * for are computed. The copy is made with room for `capacity` tokens (the planned length), so
+   * the reservation after it copies nothing again.
    */
-  private takePrefix(ids: ArrayLike<number>, regime: RopeRegime, want: number): number {
+  private takePrefix(ids: ArrayLike<number>, regime: RopeRegime, want: number, capacity: number | undefined): number {
     const prefixes = this.options.prefixCache;
     if (prefixes === undefined) return 0;
     // Another regime's prefix only through a chain that makes it exact (rePrefill, shadowPrefill catching up).
     const otherRegimes = this.backend.staleKeys === 'rebuild';
-    const hit = prefixes.take(ids, { regime, otherRegimes, maxLength: ids.length - Math.max(1, want) });
+    const hit = prefixes.take(ids, { regime, otherRegimes, maxLength: ids.length - Math.max(1, want), ...(capacity !== undefined ? { capacity } : {}) });
     if (hit === undefined) return 0;
     try {
       this.cacheRef.replaceWith(hit);

@@ -6,6 +6,8 @@ import {
   type ForwardRequest,
   type ForwardResult,
   type HostKvCache,
+  type KvBlock,
+  KvBlockPool,
   type KvCacheDtype,
   type KvElements,
   type ModelConfig,
@@ -22,17 +24,26 @@ import { type RowPiece, forwardInRuns, wantedLogits } from './row-runs.js';
  */
 const COMPACT_LIMIT_BYTES = 256 * 2 ** 20;
 
-/** An empty host cache of `config`'s layout and element type `dtype`. */
-export function createHostCache(config: ModelConfig, dtype: KvCacheDtype): HostKvCache {
-  const { numLayers, numKvHeads, headDim } = config;
-  const layout = { numLayers, numKvHeads, headDim };
-  return dtype === 'float16' ? new Float16KvCache(layout) : new CpuKvCache(layout);
+/** A pool of host cache blocks of one element type: what a backend's caches and its prefill scratch come from. */
+export type HostBlockPool = KvBlockPool<Float32Array> | KvBlockPool<Uint16Array>;
+
+/** A block pool of element type `dtype` keeping up to `maxBytes` for reuse. */
+export function hostBlockPool(dtype: KvCacheDtype, maxBytes: number): HostBlockPool {
+  return dtype === 'float16' ? new KvBlockPool((n) => new Uint16Array(n), maxBytes) : new KvBlockPool((n) => new Float32Array(n), maxBytes);
 }
 
-/** Per-layer buffers a prefill piece's compact cache copies go into (the cache's element type). */
+/** An empty host cache of `config`'s layout and element type `dtype`, its blocks from `pool` (of that type) when given. */
+export function createHostCache(config: ModelConfig, dtype: KvCacheDtype, pool?: HostBlockPool): HostKvCache {
+  const { numLayers, numKvHeads, headDim } = config;
+  const layout = { numLayers, numKvHeads, headDim };
+  return dtype === 'float16' ? new Float16KvCache(layout, 16, pool as KvBlockPool<Uint16Array> | undefined) : new CpuKvCache(layout, 16, pool as KvBlockPool<Float32Array> | undefined);
+}
+
+/** Per-layer buffers a prefill piece's compact cache copies go into (the cache's element type), and the pool blocks they are. */
 interface LayerScratch {
   readonly keys: KvElements[];
   readonly values: KvElements[];
+  readonly blocks: KvBlock<KvElements>[];
 }
 
 /** How a {@link DecoderRunner} cuts and feeds requests. */
@@ -44,6 +55,8 @@ export interface DecoderRunnerSettings {
   readonly anglePrecision: AnglePrecision;
   /** Element type of the graph's cache inputs and new-row outputs (and of the caches it is given). */
   readonly cacheDtype: KvCacheDtype;
+  /** Bytes of given-back cache blocks the backend keeps for reuse (the `cachePoolBytes` option). */
+  readonly cachePoolBytes: number;
 }
 
 /**
@@ -60,9 +73,11 @@ export class DecoderRunner {
   /** The cache inputs' onnxruntime element type. */
   private readonly elem: 'float32' | 'float16';
 
+  /** @param pool Where a prefill's compact copies live (given back after each forward: the next one reuses them, without page faults). */
   constructor(
     private readonly config: ModelConfig,
     private readonly settings: DecoderRunnerSettings,
+    private readonly pool: HostBlockPool = hostBlockPool(settings.cacheDtype, 0),
   ) {
     this.elem = settings.cacheDtype;
     this.emptyPast = this.cacheTensor(this.allocElements(config.numKvHeads * config.headDim), [config.numKvHeads, 1, config.headDim]);
@@ -74,11 +89,15 @@ export class DecoderRunner {
   }
 
   /** Runs `request` (already validated; `caches[i]` is row i's cache) on `session`. */
-  forward(session: ort.InferenceSession, request: ForwardRequest, caches: readonly HostKvCache[]): Promise<ForwardResult> {
+  async forward(session: ort.InferenceSession, request: ForwardRequest, caches: readonly HostKvCache[]): Promise<ForwardResult> {
     const tables = request.rows.map((row) => rotaryTables(row.regime, row.positions, this.settings.anglePrecision));
     const scratch = new Map<number, LayerScratch>();
     const limits = { slots: this.settings.slots, chunk: this.settings.prefillChunk };
-    return forwardInRuns(request, caches, limits, this.config.vocabSize, (pieces) => this.runPieces(session, request, caches, tables, scratch, pieces));
+    try {
+      return await forwardInRuns(request, caches, limits, this.config.vocabSize, (pieces) => this.runPieces(session, request, caches, tables, scratch, pieces));
+    } finally {
+      for (const { blocks } of scratch.values()) for (const b of blocks) b.free();
+    }
   }
 
   /**
@@ -202,8 +221,14 @@ export class DecoderRunner {
   /** Per-layer buffers for compact copies of up to `rows` cached rows (a prefill's scratch). */
   private allocScratch(rows: number): LayerScratch {
     const { numLayers, numKvHeads, headDim } = this.config;
-    const alloc = () => Array.from({ length: numLayers }, () => this.allocElements(numKvHeads * rows * headDim));
-    return { keys: alloc(), values: alloc() };
+    const blocks: KvBlock<KvElements>[] = [];
+    const alloc = () =>
+      Array.from({ length: numLayers }, () => {
+        const block: KvBlock<KvElements> = this.pool.allocate(numKvHeads * rows * headDim);
+        blocks.push(block);
+        return block.view;
+      });
+    return { keys: alloc(), values: alloc(), blocks };
   }
 
   /** `length` zeroed elements of the cache element type. */

@@ -14,7 +14,7 @@ import {
   validateForwardRequest,
 } from '@ropeswitch/core';
 import type { InferenceSession } from 'onnxruntime-node';
-import { DecoderRunner, type DecoderRunnerSettings, createHostCache } from './decoder-runner.js';
+import { DecoderRunner, type DecoderRunnerSettings, type HostBlockPool, createHostCache, hostBlockPool } from './decoder-runner.js';
 
 /**
  * The part of a backend that runs a `DecoderRunner` graph on an onnxruntime session over
@@ -31,6 +31,8 @@ export abstract class HostCacheOnnxBackend implements Backend {
   private session: InferenceSession | undefined;
   private readonly runner: DecoderRunner;
   private readonly rerotation: CpuRerotation;
+  /** Every cache block this backend hands out, and its prefills' scratch, come from and go back to it. */
+  private readonly pool: HostBlockPool;
 
   /** @param name The backend's name, also in its errors (`the <name> backend was disposed`). */
   protected constructor(
@@ -42,14 +44,15 @@ export abstract class HostCacheOnnxBackend implements Backend {
     const { anglePrecision, cacheDtype } = settings;
     this.session = session;
     this.cacheDtype = cacheDtype;
-    this.runner = new DecoderRunner(config, settings);
+    this.pool = hostBlockPool(cacheDtype, settings.cachePoolBytes);
+    this.runner = new DecoderRunner(config, settings, this.pool);
     this.capabilities = { cacheLocation: 'cpu', maxRows: Infinity, rerotateKeys: true, anglePrecision };
     this.rerotation = new CpuRerotation(config, { backendName: name, anglePrecision, cacheDtype });
   }
 
   /** An empty cache of the backend's `cacheDtype`: a `CpuKvCache`, or a `Float16KvCache`. */
   createCache(): HostKvCache {
-    return createHostCache(this.config, this.cacheDtype);
+    return createHostCache(this.config, this.cacheDtype, this.pool);
   }
 
   /**
@@ -81,6 +84,7 @@ export abstract class HostCacheOnnxBackend implements Backend {
     const session = this.session;
     this.session = undefined;
     this.rerotation.clear();
+    this.pool.clear();
     await session?.release();
   }
 

@@ -43,10 +43,10 @@ export class OnnxRuntimeBackend extends HostCacheOnnxBackend {
     session: ort.InferenceSession,
     exported: CachedExport,
     provider: ExecutionProviderName,
-    settings: { anglePrecision: BackendCapabilities['anglePrecision']; prefillChunk: number; cacheDtype: KvCacheDtype },
+    settings: { anglePrecision: BackendCapabilities['anglePrecision']; prefillChunk: number; cacheDtype: KvCacheDtype; cachePoolBytes: number },
   ) {
-    const { anglePrecision, prefillChunk, cacheDtype } = settings;
-    super('onnxruntime', config, session, { slots: exported.manifest.slots, prefillChunk, anglePrecision, cacheDtype });
+    const { anglePrecision, prefillChunk, cacheDtype, cachePoolBytes } = settings;
+    super('onnxruntime', config, session, { slots: exported.manifest.slots, prefillChunk, anglePrecision, cacheDtype, cachePoolBytes });
     this.exported = exported;
     this.executionProvider = provider;
   }

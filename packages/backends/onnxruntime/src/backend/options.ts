@@ -76,6 +76,14 @@ export interface OnnxRuntimeBackendOptions {
    * it costs in accuracy and time.
    */
   readonly cacheDtype?: KvCacheDtype;
+  /**
+   * Bytes of given-back cache blocks the backend keeps to hand out again (default 1 GiB; 0 keeps
+   * none). A fresh block's pages are mapped on first touch, which makes filling it about 7× dearer
+   * than filling memory already touched: caches that come and go (prefix-cache clones, shadow copies,
+   * finished sequences, a chunked prefill's compact copies) then cost page faults instead of copies.
+   * The pool is emptied by `dispose()`; reused blocks are zeroed.
+   */
+  readonly cachePoolBytes?: number;
   /** Follows a long open: hashing or exporting the weights, checking a cached export, loading the session. */
   readonly onProgress?: (progress: ExportProgress) => void;
 }
@@ -95,6 +103,7 @@ export interface ResolvedOptions {
   readonly quantization: QuantizationSettings | undefined;
   readonly cacheDtype: KvCacheDtype;
   readonly prepackWeights: boolean;
+  readonly cachePoolBytes: number;
 }
 
 /**
@@ -118,6 +127,7 @@ export function resolveOptions(options: OnnxRuntimeBackendOptions): ResolvedOpti
   const prepack = options.prepackWeights;
   if (prepack !== undefined && typeof prepack !== 'boolean') throw new BackendError('bad-option', `prepackWeights must be true or false, got ${String(prepack)}`);
   return {
+    cachePoolBytes: resolveCachePoolBytes(options.cachePoolBytes),
     prepackWeights: prepack ?? true,
     cacheDtype,
     threads: positive('threads', options.threads, undefined),
@@ -136,4 +146,16 @@ export function resolveCacheDtype(value: KvCacheDtype | undefined): KvCacheDtype
   const dtype = value ?? 'float32';
   if (dtype !== 'float32' && dtype !== 'float16') throw new BackendError('bad-option', `cacheDtype must be 'float32' or 'float16', got '${String(dtype)}'`);
   return dtype;
+}
+
+/** Bytes of given-back cache blocks a backend keeps for reuse unless told otherwise (see `cachePoolBytes`). */
+export const DEFAULT_CACHE_POOL_BYTES = 2 ** 30;
+
+/**
+ * `cachePoolBytes` checked (default {@link DEFAULT_CACHE_POOL_BYTES}), for both onnxruntime backends.
+ * @throws BackendError `'bad-option'` for anything but a non-negative safe integer.
+ */
+export function resolveCachePoolBytes(value: number | undefined): number {
+  if (value !== undefined && (!Number.isSafeInteger(value) || value < 0)) throw new BackendError('bad-option', `cachePoolBytes must be a non-negative integer, got ${String(value)}`);
+  return value ?? DEFAULT_CACHE_POOL_BYTES;
 }

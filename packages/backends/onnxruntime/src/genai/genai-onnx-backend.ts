@@ -13,7 +13,7 @@ import {
 } from '@ropeswitch/core';
 import type { InferenceSession } from 'onnxruntime-node';
 import { HostCacheOnnxBackend } from '../backend/host-cache-onnx-backend.js';
-import { resolveCacheDtype } from '../backend/options.js';
+import { resolveCacheDtype, resolveCachePoolBytes } from '../backend/options.js';
 import { checkGenaiAgainstHf, readGenaiConfig } from './genai-config.js';
 import { type GenaiSessionOptions, createGenaiSession } from './genai-session.js';
 import { type GenaiAttentionRewrite, rewriteGenaiAttention } from './rewrite-genai-attention.js';
@@ -41,6 +41,8 @@ export interface GenaiOnnxBackendOptions {
    * `Float16KvCache`s, the size of the model's own float16 caches, as `OnnxRuntimeBackend`'s option.
    */
   readonly cacheDtype?: KvCacheDtype;
+  /** Bytes of given-back cache blocks kept for reuse (default 1 GiB), as `OnnxRuntimeBackend`'s option. */
+  readonly cachePoolBytes?: number;
 }
 
 /**
@@ -68,8 +70,9 @@ export class GenaiOnnxBackend extends HostCacheOnnxBackend {
     anglePrecision: AnglePrecision,
     prefillChunk: number,
     cacheDtype: KvCacheDtype,
+    cachePoolBytes: number,
   ) {
-    super('onnxruntime-genai', config, session, { slots: rewrite.slots, prefillChunk, anglePrecision, cacheDtype });
+    super('onnxruntime-genai', config, session, { slots: rewrite.slots, prefillChunk, anglePrecision, cacheDtype, cachePoolBytes });
   }
 
   /**
@@ -85,6 +88,7 @@ export class GenaiOnnxBackend extends HostCacheOnnxBackend {
     const slots = positiveOption('rowsPerRun', options.rowsPerRun, 4);
     const prefillChunk = positiveOption('prefillChunk', options.prefillChunk, 512);
     const cacheDtype = resolveCacheDtype(options.cacheDtype);
+    const cachePoolBytes = resolveCachePoolBytes(options.cachePoolBytes);
     const genai = await readGenaiConfig(modelDir);
     const config = options.config ?? (await loadHfConfig(options.hfConfigDir ?? modelDir));
     checkGenaiAgainstHf(genai, config, join(modelDir, 'genai_config.json'));
@@ -105,7 +109,7 @@ export class GenaiOnnxBackend extends HostCacheOnnxBackend {
     });
     checkRewrite(rewrite, config, modelPath);
     const session = await createGenaiSession(model, modelDir, options.sessionOptions);
-    return new GenaiOnnxBackend(config, session, rewrite, options.anglePrecision ?? 'float32', prefillChunk, cacheDtype);
+    return new GenaiOnnxBackend(config, session, rewrite, options.anglePrecision ?? 'float32', prefillChunk, cacheDtype, cachePoolBytes);
   }
 }
 
