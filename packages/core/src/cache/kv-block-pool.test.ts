@@ -49,6 +49,13 @@ describe('KvBlockPool', () => {
     const none = new KvBlockPool(floats, 0);
     none.allocate(4).free();
     expect(none.stats.pooledBlocks).toBe(0);
+    // close() also stops keeping what is given back afterwards.
+    const late = pool.allocate(100);
+    pool.allocate(100).free();
+    pool.close();
+    expect(pool.stats.pooledBlocks).toBe(0);
+    late.free();
+    expect(pool.stats.pooledBlocks).toBe(0);
   });
 
   it('refuses a maxBytes that is not a non-negative finite number', () => {

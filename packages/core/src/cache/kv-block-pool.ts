@@ -39,6 +39,7 @@ export class KvBlockPool<A extends KvElements> implements KvBlockStorage<A> {
   private bytes = 0;
   private hits = 0;
   private misses = 0;
+  private closed = false;
 
   /**
    * @param make A fresh, zeroed array of `length` elements.
@@ -88,6 +89,15 @@ export class KvBlockPool<A extends KvElements> implements KvBlockStorage<A> {
     this.bytes = 0;
   }
 
+  /**
+   * Lets go of every pooled block and keeps none given back from now on (a backend's `dispose`:
+   * caches that outlive it still allocate and free, but hold nothing in the pool).
+   */
+  close(): void {
+    this.closed = true;
+    this.clear();
+  }
+
   /** The shortest pooled block of at least `length` elements and at most {@link SLACK} longer; -1 when none. */
   private bestFit(length: number): number {
     let best = -1;
@@ -106,7 +116,7 @@ export class KvBlockPool<A extends KvElements> implements KvBlockStorage<A> {
   }
 
   private giveBack(data: A): void {
-    if (data.byteLength > this.maxBytes) return;
+    if (this.closed || data.byteLength > this.maxBytes) return;
     while (this.bytes + data.byteLength > this.maxBytes) this.bytes -= this.pooled.shift()!.byteLength;
     this.pooled.push(data);
     this.bytes += data.byteLength;

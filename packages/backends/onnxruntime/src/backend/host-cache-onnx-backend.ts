@@ -84,7 +84,7 @@ export abstract class HostCacheOnnxBackend implements Backend {
     const session = this.session;
     this.session = undefined;
     this.rerotation.clear();
-    this.pool.clear();
+    this.pool.close();
     await session?.release();
   }
 

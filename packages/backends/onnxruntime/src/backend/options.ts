@@ -81,7 +81,7 @@ export interface OnnxRuntimeBackendOptions {
    * none). A fresh block's pages are mapped on first touch, which makes filling it about 7× dearer
    * than filling memory already touched: caches that come and go (prefix-cache clones, shadow copies,
    * finished sequences, a chunked prefill's compact copies) then cost page faults instead of copies.
-   * The pool is emptied by `dispose()`; reused blocks are zeroed.
+   * The pool is emptied by `dispose()`, and keeps nothing given back after it; a reused block is zeroed past the rows its cache copies in.
    */
   readonly cachePoolBytes?: number;
   /** Follows a long open: hashing or exporting the weights, checking a cached export, loading the session. */
