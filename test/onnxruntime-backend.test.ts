@@ -286,6 +286,7 @@ describe('onnxruntime backend: options and errors', () => {
         cache.dispose();
       }
       const outputs: number[] = [];
+      const hitsBefore = backend.cachePoolStats.hits;
       for (let round = 0; round < 2; round++) {
         const cache = backend.createCache();
         cache.reserve(400);
@@ -294,13 +295,18 @@ describe('onnxruntime backend: options and errors', () => {
         outputs.push(...first.rows[0]!.data, ...next.rows[0]!.data);
         cache.dispose();
       }
+      const hits = backend.cachePoolStats.hits - hitsBefore;
       await backend.dispose();
-      return { outputs: Float32Array.from(outputs), reused };
+      expect(backend.cachePoolStats.pooledBytes).toBe(0);
+      return { outputs: Float32Array.from(outputs), reused, hits };
     };
     const pooled = await run(await OnnxRuntimeBackend.open(config, weights, { prefillChunk: 16 }), true);
     const unpooled = await run(await OnnxRuntimeBackend.open(config, weights, { prefillChunk: 16, cachePoolBytes: 0 }), true);
     expect(pooled.reused).toEqual([true, true]);
     expect(unpooled.reused).toEqual([false, false]);
+    // The second round's cache and both rounds' compact copies came from blocks given back before.
+    expect(pooled.hits).toBeGreaterThan(0);
+    expect(unpooled.hits).toBe(0);
     expect(pooled.outputs.every(Number.isFinite)).toBe(true);
     expect(pooled.outputs).toEqual(unpooled.outputs);
   });

@@ -6,6 +6,7 @@ import {
   type ForwardRequest,
   type ForwardResult,
   type HostKvCache,
+  type KvBlockPoolStats,
   type KvCache,
   type KvCacheDtype,
   type ModelConfig,
@@ -48,6 +49,11 @@ export abstract class HostCacheOnnxBackend implements Backend {
     this.runner = new DecoderRunner(config, settings, this.pool);
     this.capabilities = { cacheLocation: 'cpu', maxRows: Infinity, rerotateKeys: true, anglePrecision };
     this.rerotation = new CpuRerotation(config, { backendName: name, anglePrecision, cacheDtype });
+  }
+
+  /** What the backend's block pool (`cachePoolBytes`) has handed out again, made afresh, and holds now. */
+  get cachePoolStats(): KvBlockPoolStats {
+    return this.pool.stats;
   }
 
   /** An empty cache of the backend's `cacheDtype`: a `CpuKvCache`, or a `Float16KvCache`. */
