@@ -31,9 +31,10 @@ export interface KvBlockStorage<A extends KvElements> {
    * writes every row before its own kernels read it; a block marked {@link KvBlock.dirty} is also
    * zeroed past the rows the cache copies in). A cache passes the layer the block holds, so
    * storage that keeps layers apart (one WebAssembly memory per group of layers) can place it;
-   * other storage ignores it.
+   * other storage ignores it. `written` is how many of the elements the cache copies in at once
+   * (default all): a pool hands a block mostly left unwritten fresh memory instead (see `KvBlockPool`).
    */
-  allocate(length: number, layer?: number): KvBlock<A>;
+  allocate(length: number, layer?: number, written?: number): KvBlock<A>;
 }
 
 /** Storage of fresh typed arrays on the JS heap, freed by the garbage collector. */
@@ -189,7 +190,7 @@ export abstract class ArrayKvCache<A extends KvElements> extends RecordedKvCache
     const { numLayers, numKvHeads, headDim } = this.layout;
     const blocks: KvBlock<A>[] = [];
     try {
-      for (let layer = 0; layer < numLayers; layer++) blocks.push(this.zeroPast(this.storage.allocate(numKvHeads * cap * headDim, layer), cap, written));
+      for (let layer = 0; layer < numLayers; layer++) blocks.push(this.zeroPast(this.storage.allocate(numKvHeads * cap * headDim, layer, numKvHeads * written * headDim), cap, written));
     } catch (e) {
       // The blocks made before a failed allocation go back: nothing is held for a cache that does not exist.
       for (const b of blocks) b.free();
@@ -200,7 +201,7 @@ export abstract class ArrayKvCache<A extends KvElements> extends RecordedKvCache
 
   private regrow(old: KvBlock<A>, cap: number, layer: number): KvBlock<A> {
     const { numKvHeads, headDim } = this.layout;
-    const block = this.zeroPast(this.storage.allocate(numKvHeads * cap * headDim, layer), cap, this.length);
+    const block = this.zeroPast(this.storage.allocate(numKvHeads * cap * headDim, layer, numKvHeads * this.length * headDim), cap, this.length);
     // Views after the allocation: growing the storage may have moved or detached older ones.
     const next = block.view;
     const from0 = old.view;

@@ -69,42 +69,65 @@ describe('KvBlockPool', () => {
     }
   });
 
+  it('hands a block mostly left unwritten fresh memory (untouched pages read as zeros for free), whatever it holds', () => {
+    const pool = new KvBlockPool(floats, 1 << 20);
+    pool.allocate(800).free();
+    const sparse = pool.allocate(800, 0, 399);
+    expect(sparse.dirty).toBeUndefined();
+    // Nothing was dropped for it: a mostly written request still finds the block.
+    expect(pool.stats.pooledBlocks).toBe(1);
+    expect(pool.allocate(800, 0, 400).dirty).toBe(true);
+  });
+
   it('caches on a pool zero every row past the ones they copy in: a reused block shows nothing of its last cache', () => {
     const pool = new KvBlockPool(floats, 1 << 20);
     const { numLayers, numKvHeads, headDim } = LAYOUT;
-    const old = new CpuKvCache(LAYOUT, 8, pool);
-    for (let l = 0; l < numLayers; l++) {
-      old.keys(l).fill(Number.NaN);
-      old.values(l).fill(Infinity);
-    }
-    old.dispose();
-    // A fresh cache on the reused blocks (8 rows), then a grown one, then a clone with room to spare.
-    const c = new CpuKvCache(LAYOUT, 8, pool);
-    expect(pool.stats.hits).toBeGreaterThan(0);
-    const allZero = (cache: CpuKvCache, from: number) => {
+    const poison = (rows: number) => {
+      const old = new CpuKvCache(LAYOUT, rows, pool);
+      for (let l = 0; l < numLayers; l++) {
+        old.keys(l).fill(Number.NaN);
+        old.values(l).fill(Infinity);
+      }
+      old.dispose();
+    };
+    const write = (cache: CpuKvCache, rows: number) => {
+      cache.reserve(rows);
+      const from = cache.length;
       for (let l = 0; l < numLayers; l++) {
         for (let h = 0; h < numKvHeads; h++) {
-          for (const data of [cache.keys(l), cache.values(l)]) {
-            const rows = data.subarray(cache.offset(h, from), cache.offset(h, cache.capacity));
-            expect(rows.every((x) => x === 0)).toBe(true);
+          for (let i = from; i < from + rows; i++) {
+            cache.keys(l).fill(1 + i, cache.offset(h, i), cache.offset(h, i) + headDim);
+            cache.values(l).fill(-1 - i, cache.offset(h, i), cache.offset(h, i) + headDim);
+          }
+        }
+      }
+      cache.commit(Array.from({ length: rows }, (_, t) => from + t), Array.from({ length: rows }, (_, t) => from + t), A);
+    };
+    const expectRows = (cache: CpuKvCache) => {
+      for (let l = 0; l < numLayers; l++) {
+        for (let h = 0; h < numKvHeads; h++) {
+          for (let i = 0; i < cache.capacity; i++) {
+            const want = i < cache.length ? [1 + i, -1 - i] : [0, 0];
+            expect([cache.keys(l)[cache.offset(h, i)], cache.values(l)[cache.offset(h, i)]]).toEqual(want);
           }
         }
       }
     };
-    allZero(c, 0);
-    c.reserve(3);
-    for (let l = 0; l < numLayers; l++) {
-      for (let h = 0; h < numKvHeads; h++) {
-        for (let i = 0; i < 3; i++) c.keys(l).fill(1 + i, c.offset(h, i), c.offset(h, i) + headDim);
-      }
-    }
-    c.commit([1, 2, 3], [0, 1, 2], A);
-    const spare = new CpuKvCache(LAYOUT, 20, pool);
-    for (let l = 0; l < numLayers; l++) spare.keys(l).fill(Number.NaN);
-    spare.dispose();
-    const k = c.clone({ capacity: 18 });
-    expect(k.capacity).toBe(18);
-    expect(k.keys(0)[k.offset(2, 2)]).toBe(3);
-    allZero(k, 3);
+    // A full cache of 4 rows grows to 8 on a poisoned block: rows 4–7 read as zeros.
+    poison(8);
+    const c = new CpuKvCache(LAYOUT, 4, pool);
+    write(c, 4);
+    const hits = pool.stats.hits;
+    c.reserve(1);
+    expect(pool.stats.hits).toBe(hits + 2 * numLayers);
+    expect(c.capacity).toBe(8);
+    expectRows(c);
+    // A clone of its 8 rows with room for 9 on poisoned 10-row blocks (within the slack).
+    write(c, 4);
+    poison(10);
+    const k = c.clone({ capacity: 9 });
+    expect(k.keys(0).buffer.byteLength).toBe(numKvHeads * 10 * headDim * 4);
+    expect(k.capacity).toBe(9);
+    expectRows(k);
   });
 });

@@ -57,12 +57,21 @@ export class KvBlockPool<A extends KvElements> implements KvBlockStorage<A> {
     return { hits: this.hits, misses: this.misses, pooledBytes: this.bytes, pooledBlocks: this.pooled.length };
   }
 
-  allocate(length: number): KvBlock<A> {
-    const i = this.bestFit(length);
+  /**
+   * A block of `length` elements, `written` of which (default all) the caller copies in at once.
+   * A block mostly left unwritten (`written` < half) is always fresh memory: its untouched pages
+   * read as zeros from one shared page, about 4× cheaper to scan than memory holding values (10.7
+   * against 43 ms per 200 MB here), and a graph that reads a cache's whole capacity, masked, scans
+   * them on every step (a reused block made shadow-prefill's steps 14% slower at the Phi-3-mini
+   * shape). Clones, grown caches that were full and scratch copies take reused blocks.
+   */
+  allocate(length: number, _layer?: number, written = length): KvBlock<A> {
+    const mostlyWritten = 2 * written >= length;
+    const i = mostlyWritten ? this.bestFit(length) : -1;
     let data: A;
     if (i < 0) {
       this.misses++;
-      this.dropShorterThan(length);
+      if (mostlyWritten) this.dropShorterThan(length);
       data = this.make(length);
     } else {
       this.hits++;
