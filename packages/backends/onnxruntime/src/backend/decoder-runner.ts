@@ -55,8 +55,6 @@ export interface DecoderRunnerSettings {
   readonly anglePrecision: AnglePrecision;
   /** Element type of the graph's cache inputs and new-row outputs (and of the caches it is given). */
   readonly cacheDtype: KvCacheDtype;
-  /** Bytes of given-back cache blocks the backend keeps for reuse (the `cachePoolBytes` option). */
-  readonly cachePoolBytes: number;
 }
 
 /**
@@ -77,7 +75,7 @@ export class DecoderRunner {
   constructor(
     private readonly config: ModelConfig,
     private readonly settings: DecoderRunnerSettings,
-    private readonly pool: HostBlockPool = hostBlockPool(settings.cacheDtype, 0),
+    private readonly pool: HostBlockPool,
   ) {
     this.elem = settings.cacheDtype;
     this.emptyPast = this.cacheTensor(this.allocElements(config.numKvHeads * config.headDim), [config.numKvHeads, 1, config.headDim]);

@@ -35,12 +35,15 @@ export abstract class HostCacheOnnxBackend implements Backend {
   /** Every cache block this backend hands out, and its prefills' scratch, come from and go back to it. */
   private readonly pool: HostBlockPool;
 
-  /** @param name The backend's name, also in its errors (`the <name> backend was disposed`). */
+  /**
+   * @param name The backend's name, also in its errors (`the <name> backend was disposed`).
+   * @param settings The runner's, and the bytes of the block pool its caches and scratch share (`cachePoolBytes`).
+   */
   protected constructor(
     readonly name: string,
     readonly config: ModelConfig,
     session: InferenceSession,
-    settings: DecoderRunnerSettings,
+    settings: DecoderRunnerSettings & { readonly cachePoolBytes: number },
   ) {
     const { anglePrecision, cacheDtype } = settings;
     this.session = session;
