@@ -120,6 +120,24 @@ describe('ropeswitch bench --quick', () => {
     }
   });
 
+  it("the slowest step against stale's same step: 1 for stale, re-prefill's at its crossing", () => {
+    for (const scenario of ['near', 'far']) {
+      const stale = runOf(scenario, 'stale').cost;
+      expect(stale.pairedMaxStepRatio).toBe(1);
+      const rebuilt = runOf(scenario, 're-prefill');
+      // The crossing step holds a whole prefill: many times stale's same step (--quick runs one repeat, so the series are the repeats).
+      const crossing = report.scenarios.find((s) => s.name === scenario)!.crossingStep;
+      const atCrossing = rebuilt.series.stepMs[crossing]! / runOf(scenario, 'stale').series.stepMs[crossing]!;
+      expect(atCrossing).toBeGreaterThan(10);
+      // The series are rounded to 0.1 µs: equal within that.
+      expect(rebuilt.cost.pairedMaxStepRatio!).toBeGreaterThanOrEqual(atCrossing * 0.999);
+      const at = rebuilt.cost.pairedMaxStep!;
+      const there = rebuilt.series.stepMs[at]! / runOf(scenario, 'stale').series.stepMs[at]!;
+      expect(Math.abs(rebuilt.cost.pairedMaxStepRatio! / there - 1)).toBeLessThan(1e-3);
+    }
+    expect(report.targets.find((t) => t.name === 'shadow-prefill far maxStepRatio')!.comparedWith).toMatch(/^re-prefill \d+\.\d; stale's own \d+\.\d\d; × stale's same step \d+\.\d\d at step \d+$/);
+  });
+
   it('counts extra forward tokens and peak cache bytes under the policy chain', () => {
     for (const scenario of ['near', 'far']) {
       for (const policy of ['stale', 'warn-only', 'rerotate', 'pre-estimate']) expect(runOf(scenario, policy).cost.extraForwardTokens).toBe(0);

@@ -309,6 +309,42 @@ describe('onnxruntime backend: options and errors', () => {
     expect(pooled.outputs).toEqual(unpooled.outputs);
   });
 
+  it("a cache reserved far ahead has its pages read a budget per run: until then a step attends to a compact copy, then to the cache; the logits are a small cache's", async () => {
+    const regime = createRopeSchedule(config.rope).regimeFor(1);
+    const { numLayers, numKvHeads, headDim } = config;
+    const rowBytes = 2 * numLayers * numKvHeads * headDim * 4;
+    // 2.5 runs' worth of the 16 MiB a decode step reads ahead.
+    const rows = Math.ceil((40 * 2 ** 20) / rowBytes);
+    const backend = await OnnxRuntimeBackend.open(config, weights);
+    try {
+      const decode = async (reserve: number) => {
+        const cache = backend.createCache();
+        cache.reserve(reserve);
+        const logits: Float32Array[] = [];
+        const scratch: number[] = [];
+        for (let t = 0; t < 6; t++) {
+          const before = backend.cachePoolStats;
+          const out = await backend.forward({ rows: [{ tokens: [(t * 29 + 3) % config.vocabSize], positions: [t], cache, regime }] });
+          const after = backend.cachePoolStats;
+          // Blocks the step took: a compact copy of the valid rows, given back at its end.
+          scratch.push(after.hits + after.misses - before.hits - before.misses);
+          logits.push(out.rows[0]!.data.slice());
+        }
+        cache.dispose();
+        return { logits, scratch };
+      };
+      const far = await decode(rows);
+      const near = await decode(8);
+      // Each step first reads 16 MiB ahead. Step 0 has no valid rows (nothing to attend to); after
+      // step 1's read 8 MiB are still unread, so it gets a compact copy; step 2 reads the rest and gets the cache.
+      expect(far.scratch).toEqual([0, 2 * numLayers, 0, 0, 0, 0]);
+      expect(near.scratch).toEqual([0, 0, 0, 0, 0, 0]);
+      for (let t = 0; t < 6; t++) expect(maxAbsDiff(far.logits[t]!, near.logits[t]!), `step ${t}`).toBeLessThanOrEqual(1e-5);
+    } finally {
+      await backend.dispose();
+    }
+  });
+
   it('weights prepacked by onnxruntime or memory-mapped as exported give the same logits, within 1e-4 of the reference backend', async () => {
     const regime = createRopeSchedule(config.rope).regimeFor(1);
     const prompt = Array.from({ length: 24 }, (_, i) => (i * 11 + 3) % config.vocabSize);

@@ -113,6 +113,9 @@ function run(policy: string, sc: BenchScenario, staleMedian: () => number, optio
     // One repeat in this sample: its repeatable maximum is its maximum.
     repeatableMaxStepMs: maxStepMs,
     repeatableMaxStepRatio: options.nullCrossing ? null : maxStepMs / stale,
+    // A rendering sample: its slowest step, against stale's median standing in for its same step.
+    pairedMaxStepRatio: options.nullCrossing ? null : maxStepMs / stale,
+    pairedMaxStep: options.nullCrossing ? null : stepMs.indexOf(maxStepMs),
     totalMs: stepMs.reduce((a, b) => a + b, 0),
     extraForwardTokens,
     peakCacheBytes: cacheTokens * BYTES_PER_TOKEN * (policy === 'shadow-prefill' ? 2 : 1),

@@ -39,7 +39,8 @@ export {
   type ModelName,
 } from './backends.js';
 export type * from './bench/bench-report.js';
-export { runBench, REFERENCE_POLICY, type BenchOptions } from './bench/run-bench.js';
+export { runBench, type BenchOptions } from './bench/run-bench.js';
+export { REFERENCE_POLICY } from './bench/targets.js';
 export { createProgress, type BenchProgress } from './bench/progress.js';
 export { renderMarkdown } from './bench/report-markdown.js';
 export { renderHtml } from './bench/report-html.js';

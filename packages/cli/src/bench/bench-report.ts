@@ -107,6 +107,16 @@ export interface RunCost {
   readonly repeatableMaxStepMs: number;
   /** repeatableMaxStepMs / the same `stale` median. */
   readonly repeatableMaxStepRatio: number | null;
+  /**
+   * The policy's slowest step against `stale`'s same step: the largest over the decode steps of
+   * this policy's fastest repeat at the step over `stale`'s fastest repeat at it (both run the same
+   * teacher-forced stream). What every policy pays at a step (the first one after the prompt runs
+   * on cold CPU caches, later ones attend to longer caches) cancels, and so does the machine's
+   * noise (it only adds time): the policy's own spike. 1 for `stale`.
+   */
+  readonly pairedMaxStepRatio: number | null;
+  /** The step (index into `series.stepMs`, 0 = the prompt's forward) where {@link pairedMaxStepRatio} is. */
+  readonly pairedMaxStep: number | null;
   readonly totalMs: number;
   /** Tokens the backend processed beyond plain decoding (prompt + one per step). */
   readonly extraForwardTokens: number;

@@ -13,12 +13,9 @@ import { type BackendSpeed, WARM_UP_FULL_MS, estimateRunMs, measureSpeed, prefil
 import { type ScenarioPlan, planScenario } from './scenario-plan.js';
 import { SERVE_DEFAULTS, planServe, serveRowSlots } from './serve-plan.js';
 import { runServe, warmUpServe } from './serve-scenario.js';
-import { median, medianIndex, minMax, percentile, repeatableMax } from './statistics.js';
-import { type BackendMeasurements, checkServeTargets, checkTargets } from './targets.js';
+import { median, medianIndex, minMax, pairedMax, percentile, repeatableMax } from './statistics.js';
+import { type BackendMeasurements, REFERENCE_POLICY, checkServeTargets, checkTargets } from './targets.js';
 import { TASK_COPY_LENGTHS, readHfTaskFigures, runTask } from './task-scenario.js';
-
-/** The policy every cost ratio is taken against; it always runs. */
-export const REFERENCE_POLICY = 'stale';
 
 export interface BenchOptions {
   /** As the report shows it: `builtin`, `trained`, or the folder. */
@@ -222,8 +219,9 @@ async function runScenario(
       records.get(policy)!.push(await runPolicy(counting, policy, plan, stream, r === 0 ? keep : undefined));
     }
   }
-  const referenceMedian = median(records.get(REFERENCE_POLICY)!.map((rec) => median(rec.stepMs.slice(1))));
-  return policies.map((policy) => summarizeRuns(plan, backendName, policy, records.get(policy)!, scoreRun(records.get(policy)![0]!, oracle), referenceMedian));
+  const referenceRuns = records.get(REFERENCE_POLICY)!;
+  const reference = { medianStepMs: median(referenceRuns.map((rec) => median(rec.stepMs.slice(1)))), steps: referenceRuns.map((rec) => rec.stepMs.slice(1)) };
+  return policies.map((policy) => summarizeRuns(plan, backendName, policy, records.get(policy)!, scoreRun(records.get(policy)![0]!, oracle), reference));
 }
 
 /** One report row from a policy's repeats: cost figures are medians over them, quality and series from the first / median one. */
@@ -233,8 +231,9 @@ function summarizeRuns(
   policy: string,
   records: readonly PolicyRunRecord[],
   scores: ReadonlyMap<number, StepQuality>,
-  referenceMedian: number,
+  reference: { readonly medianStepMs: number; readonly steps: readonly (readonly number[])[] },
 ): BenchRun {
+  const referenceMedian = reference.medianStepMs;
   const per = records.map((rec) => {
     const decode = rec.stepMs.slice(1);
     return {
@@ -251,6 +250,7 @@ function summarizeRuns(
   const crossingStepMs = med((p) => p.crossingStepMs);
   const maxStepMs = med((p) => p.maxStepMs);
   const repeatableMaxStepMs = repeatableMax(records.map((rec) => rec.stepMs.slice(1)));
+  const paired = pairedMax(records.map((rec) => rec.stepMs.slice(1)), reference.steps);
   const cost: RunCost = {
     ttftMs: med((p) => p.ttftMs),
     medianStepMs: med((p) => p.medianStepMs),
@@ -261,6 +261,9 @@ function summarizeRuns(
     maxStepRatio: maxStepMs / referenceMedian,
     repeatableMaxStepMs,
     repeatableMaxStepRatio: repeatableMaxStepMs / referenceMedian,
+    pairedMaxStepRatio: paired?.ratio ?? null,
+    // Series index: step 0 is the prompt's forward.
+    pairedMaxStep: paired ? paired.step + 1 : null,
     totalMs: med((p) => p.totalMs),
     extraForwardTokens: first.forwardTokens - (plan.promptTokens + plan.steps),
     peakCacheBytes: first.peakCacheBytes,

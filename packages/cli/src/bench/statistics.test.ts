@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { median, percentile, repeatableMax } from './statistics.js';
+import { median, pairedMax, percentile, repeatableMax } from './statistics.js';
 
 describe('bench statistics', () => {
   it('median and nearest-rank percentile', () => {
@@ -23,5 +23,27 @@ describe('bench statistics', () => {
     // Pauses on two of three repeats at one step do count.
     expect(repeatableMax([[1, 7], [1, 8], [1, 1]])).toBe(7);
     expect(Number.isNaN(repeatableMax([]))).toBe(true);
+  });
+
+  it('pairedMax: against the same step of the reference, from the fastest repeat of each', () => {
+    // The reference's first step is slow every time (cold caches): a policy as slow there adds nothing.
+    const reference = [
+      [3, 1, 1, 1],
+      [3, 1, 1.2, 1],
+    ];
+    // The policy: slow at step 0 like the reference, a pause at step 1 of one repeat, its own work (2×) at step 3.
+    const policy = [
+      [3, 9, 1, 2],
+      [3.3, 1, 1, 2.1],
+    ];
+    expect(pairedMax(policy, reference)).toEqual({ ratio: 2, step: 3 });
+    // Its slowest step over the reference's median step would have said 9 (the pause) or 3 (the cold step).
+    expect(Math.max(...policy.flat()) / median(reference.flat())).toBe(9);
+    // A pause on the reference's side lowers nothing: its fastest repeat is taken too.
+    expect(pairedMax([[1, 1]], [[1, 1], [5, 1]])).toEqual({ ratio: 1, step: 0 });
+    // Runs of different lengths are compared over the steps they share.
+    expect(pairedMax([[1, 1, 50]], [[1, 1]])).toEqual({ ratio: 1, step: 0 });
+    expect(pairedMax([], [[1]])).toBeUndefined();
+    expect(pairedMax([[1]], [])).toBeUndefined();
   });
 });

@@ -38,3 +38,31 @@ export function repeatableMax(repeats: readonly (readonly number[])[]): number {
   for (let i = 0; i < steps; i++) max = Math.max(max, median(repeats.map((r) => r[i]!)));
   return max;
 }
+
+/** The slowest step of a policy against the same step of another, see {@link pairedMax}. */
+export interface PairedMax {
+  /** The largest over step indices of (this run's time at the step) / (the reference's there). */
+  readonly ratio: number;
+  /** The step index (into the given arrays) where it is. */
+  readonly step: number;
+}
+
+/**
+ * A policy's slowest step against the reference policy's same step: the largest over step indices
+ * of `repeats`' fastest time at that step over `reference`'s fastest time at it (both teacher-forced
+ * on one stream, so step i is the same decode row in each). Timing noise only ever adds time, so
+ * the fastest of the repeats is the step's own cost; dividing by the reference's same step cancels
+ * what every policy pays there (the first step after a prompt runs on cold CPU caches; later steps
+ * attend to longer caches). What is left is the policy's own work: its spike, not the machine's.
+ * `undefined` when either side has no steps.
+ */
+export function pairedMax(repeats: readonly (readonly number[])[], reference: readonly (readonly number[])[]): PairedMax | undefined {
+  if (repeats.length === 0 || reference.length === 0) return undefined;
+  const steps = Math.min(...repeats.map((r) => r.length), ...reference.map((r) => r.length));
+  let best: PairedMax | undefined;
+  for (let i = 0; i < steps; i++) {
+    const ratio = Math.min(...repeats.map((r) => r[i]!)) / Math.min(...reference.map((r) => r[i]!));
+    if (!best || ratio > best.ratio) best = { ratio, step: i };
+  }
+  return best;
+}

@@ -16,6 +16,7 @@ import {
 } from '@ropeswitch/core';
 import * as ort from 'onnxruntime-node';
 import { DecoderIo } from '../export/decoder-io.js';
+import { PagePrefault } from './page-prefault.js';
 import { type RowPiece, forwardInRuns, wantedLogits } from './row-runs.js';
 
 /**
@@ -23,6 +24,16 @@ import { type RowPiece, forwardInRuns, wantedLogits } from './row-runs.js';
  * keys and values) stays under this size: a 32-layer Phi-3-mini cache of 4096 rows is 3.2 GB.
  */
 const COMPACT_LIMIT_BYTES = 256 * 2 ** 20;
+
+/**
+ * Never-read cache pages a run reads ahead ({@link PagePrefault}): this much per token of the run,
+ * at least {@link PREFAULT_MIN_BYTES}. A prompt chunk of 256 tokens reads a whole 200 MB cache ahead
+ * (about 25 ms of page faults in a forward of seconds); a decode step reads 16 MiB (about 2 ms).
+ */
+const PREFAULT_BYTES_PER_TOKEN = 2 ** 20;
+const PREFAULT_MIN_BYTES = 16 * 2 ** 20;
+/** While a cache still has pages nobody read, a piece attends to a compact copy of its valid rows if that copy is at most this size. */
+const COMPACT_WHILE_PREFAULTING_BYTES = 16 * 2 ** 20;
 
 /** A pool of host cache blocks of one element type: what a backend's caches and its prefill scratch come from. */
 export type HostBlockPool = KvBlockPool<Float32Array> | KvBlockPool<Uint16Array>;
@@ -41,6 +52,8 @@ export function createHostCache(config: ModelConfig, dtype: KvCacheDtype, pool?:
 
 /** Per-layer buffers a prefill piece's compact cache copies go into (the cache's element type), and the pool blocks they are. */
 interface LayerScratch {
+  /** Rows each buffer holds. */
+  readonly rows: number;
   readonly keys: KvElements[];
   readonly values: KvElements[];
   readonly blocks: KvBlock<KvElements>[];
@@ -70,6 +83,8 @@ export class DecoderRunner {
   private readonly emptyPast: ort.Tensor;
   /** The cache inputs' onnxruntime element type. */
   private readonly elem: 'float32' | 'float16';
+  /** Which pages of each cache have been read, so the graph's first read of a fresh cache costs no spike. */
+  private readonly prefault = new PagePrefault();
 
   /** @param pool Where a prefill's compact copies live (given back after each forward: the next one reuses them, without page faults). */
   constructor(
@@ -147,18 +162,27 @@ export class DecoderRunner {
       [DecoderIo.pastLengths]: new ort.Tensor('int64', pastLengths, [this.settings.slots]),
       [DecoderIo.logitsIndex]: new ort.Tensor('int64', BigInt64Array.from(logitsIndex), [logitsIndex.length]),
     };
+    let prefaultBudget = Math.max(PREFAULT_MIN_BYTES, T * PREFAULT_BYTES_PER_TOKEN);
     for (let s = 0; s < this.settings.slots; s++) {
       const piece = pieces[s];
       const cache = piece && caches[piece.row]!;
       const S = piece ? piece.end - piece.start : 0;
       const v = valid[s] ?? 0;
+      if (cache && prefaultBudget > 0 && !this.prefault.done(cache, v)) prefaultBudget -= this.prefault.advance(cache, v, prefaultBudget);
       // A prefill piece scans every row of the tensors it gets: when the cache's capacity is well
       // past its valid rows (a long row reserved its full length up front), a compact copy of the
-      // valid rows costs less than attending over the rest, if the copy stays small. Decode steps
-      // always get the cache itself.
-      const compact = cache !== undefined && v > 0 && S >= 16 && (cache.capacity - v) * S > 4 * v && this.scratchBytes(cache.capacity) <= COMPACT_LIMIT_BYTES;
-      let rowScratch = compact ? scratch.get(piece!.row) : undefined;
-      if (compact && !rowScratch) scratch.set(piece!.row, (rowScratch = this.allocScratch(cache!.capacity)));
+      // valid rows costs less than attending over the rest, if the copy stays small. Any other
+      // piece gets the cache itself, once its pages have all been read ahead; until then (a
+      // shadow copy's first steps) a small compact copy, so no run pays the faults of the rest.
+      const prefill = cache !== undefined && v > 0 && S >= 16 && (cache.capacity - v) * S > 4 * v && this.scratchBytes(cache.capacity) <= COMPACT_LIMIT_BYTES;
+      const unread = cache !== undefined && v > 0 && !prefill && !this.prefault.done(cache, v) && this.scratchBytes(v) <= COMPACT_WHILE_PREFAULTING_BYTES;
+      const rows = prefill ? cache!.capacity : v;
+      let rowScratch = prefill || unread ? scratch.get(piece!.row) : undefined;
+      if ((prefill || unread) && !(rowScratch && rowScratch.rows >= rows)) {
+        // Too small for this piece (an earlier run of the forward had fewer rows): the run that used it is over.
+        for (const b of rowScratch?.blocks ?? []) b.free();
+        scratch.set(piece!.row, (rowScratch = this.allocScratch(rows)));
+      }
       for (let l = 0; l < numLayers; l++) {
         let k: ort.Tensor;
         let val: ort.Tensor;
@@ -226,7 +250,7 @@ export class DecoderRunner {
         blocks.push(block);
         return block.view;
       });
-    return { keys: alloc(), values: alloc(), blocks };
+    return { rows, keys: alloc(), values: alloc(), blocks };
   }
 
   /** `length` zeroed elements of the cache element type. */
