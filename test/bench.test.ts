@@ -129,11 +129,11 @@ describe('ropeswitch bench --quick', () => {
       const crossing = report.scenarios.find((s) => s.name === scenario)!.crossingStep;
       const atCrossing = rebuilt.series.stepMs[crossing]! / runOf(scenario, 'stale').series.stepMs[crossing]!;
       expect(atCrossing).toBeGreaterThan(10);
-      // The series are rounded to 0.1 µs: equal within that.
-      expect(rebuilt.cost.pairedMaxStepRatio!).toBeGreaterThanOrEqual(atCrossing * 0.999);
+      // The series are rounded to 0.1 µs, a few per mille of a 0.05 ms step: equal within 2 %.
+      expect(rebuilt.cost.pairedMaxStepRatio!).toBeGreaterThanOrEqual(atCrossing * 0.98);
       const at = rebuilt.cost.pairedMaxStep!;
       const there = rebuilt.series.stepMs[at]! / runOf(scenario, 'stale').series.stepMs[at]!;
-      expect(Math.abs(rebuilt.cost.pairedMaxStepRatio! / there - 1)).toBeLessThan(1e-3);
+      expect(Math.abs(rebuilt.cost.pairedMaxStepRatio! / there - 1)).toBeLessThan(0.02);
     }
     expect(report.targets.find((t) => t.name === 'shadow-prefill far maxStepRatio')!.comparedWith).toMatch(/^re-prefill \d+\.\d; stale's own \d+\.\d\d; × stale's same step \d+\.\d\d at step \d+$/);
   });
