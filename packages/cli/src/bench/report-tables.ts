@@ -156,7 +156,7 @@ export function costTable(report: BenchReport, scenario: BenchScenario): ReportT
       formatRatio(c.crossingRatio),
       formatRatio(c.maxStepRatio),
       formatRatio(c.repeatableMaxStepRatio),
-      c.pairedMaxStepRatio === null || c.pairedMaxStepRatio === undefined ? NOT_APPLICABLE : `${formatRatio(c.pairedMaxStepRatio)} @${c.pairedMaxStep}`,
+      c.pairedMaxStepRatio === null ? NOT_APPLICABLE : `${formatRatio(c.pairedMaxStepRatio)} @${c.pairedMaxStep}`,
       formatMs(c.totalMs),
       formatCount(c.extraForwardTokens),
       formatBytes(c.peakCacheBytes),

@@ -168,7 +168,8 @@ export class DecoderRunner {
       const cache = piece && caches[piece.row]!;
       const S = piece ? piece.end - piece.start : 0;
       const v = valid[s] ?? 0;
-      if (cache && prefaultBudget > 0 && !this.prefault.done(cache, v)) prefaultBudget -= this.prefault.advance(cache, v, prefaultBudget);
+      // Reads nothing once the cache's pages have all been read.
+      if (cache && prefaultBudget > 0) prefaultBudget -= this.prefault.advance(cache, v, prefaultBudget);
       // A prefill piece scans every row of the tensors it gets: when the cache's capacity is well
       // past its valid rows (a long row reserved its full length up front), a compact copy of the
       // valid rows costs less than attending over the rest, if the copy stays small. Any other
