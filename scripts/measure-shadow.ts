@@ -1,19 +1,30 @@
 // The far scenario of `ropeswitch bench` for shadowPrefill, and the policy middleware's overhead.
 //
 // Far: a prompt of L/2 tokens, then teacher-forced decode steps until the sequence holds L + 16
-// tokens. Step times of `stale` and of `shadowPrefill` with its defaults and a few (window, chunk)
-// settings, each batched (the shadow chunk and the decode row in one forward call, the reference
-// backend's default) and unbatched (a backend that takes one row per call, so wrapBackend splits the
-// step into two calls). Target: maxStepRatio = max step / stale's median step ≤ 2.0.
+// tokens. Step times of `stale` and of `shadowPrefill` with its defaults and a few (window, chunk,
+// pacing) settings, each batched (the shadow chunk and the decode row in one forward call, the
+// reference and onnxruntime backends' default) and unbatched (a backend that takes one row per
+// call, so wrapBackend splits the step into two calls). Target: maxStepRatio = max step / stale's
+// median step ≤ 2.0 (1.5 at the real shape).
+//
+// --lockstep runs every variant's session side by side: step i of each (stale first) before step
+// i + 1 of any, so what the machine does meanwhile (another tenant, a change of clock) lands on
+// all of them alike and a step's ratio to stale's same step is the variant's own work. It prints,
+// per eighth of the decode steps, the median of that ratio, and the slowest step smoothed over 9
+// neighbours (a pause of the machine moves one step, not nine) against stale's median step.
 //
 // Overhead: decode steps of the bare backend (`backend.forward`) against `wrapBackend(backend,
 // stale())`, alternating on two caches of the same sequence. Target: ≤ 1%.
 //
 // A measurement, not a test:
-//   npx tsx scripts/measure-shadow.ts [--model tiny|mid] [--threshold L] [--prompt P]
-//     [--settings default,1024:3,…] [--no-unbatched] [--overhead-steps 400] [--only far|overhead]
+//   npx tsx scripts/measure-shadow.ts [--model tiny|mid|DIR] [--backend reference|onnxruntime]
+//     [--threads N] [--threshold L] [--prompt P] [--settings default,1024:3,-:-:tokens,…]
+//     [--no-unbatched] [--lockstep] [--overhead-steps 400] [--only far|overhead]
 //     [--clock wall|cpu] [--repeats 3]
-// --settings: `default` or `window:chunk` (either may be `-` for the policy's default).
+// --model: a make-tiny shape (`tiny`, `mid`, made at --threshold) or a checkpoint folder (e.g. one
+// `ropeswitch make-model --like phi-3-mini-128k --layers 2` wrote; its own L).
+// --settings: `default` or `window:chunk[:pacing]` (any of them `-` for the policy's default).
+import { OnnxRuntimeBackend } from '@ropeswitch/backend-onnxruntime';
 import { ReferenceBackend } from '@ropeswitch/backend-reference';
 import {
   type Backend,
@@ -24,7 +35,7 @@ import {
   loadCheckpoint,
   wrapBackend,
 } from '@ropeswitch/core';
-import { shadowPrefill, stale } from '@ropeswitch/policies';
+import { type ShadowPrefillOptions, shadowPrefill, stale } from '@ropeswitch/policies';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -34,10 +45,13 @@ import { type TinyModelOptions, makeTinyModel } from '../packages/cli/src/random
 const { values } = parseArgs({
   options: {
     model: { type: 'string' },
+    backend: { type: 'string' },
+    threads: { type: 'string' },
     threshold: { type: 'string' },
     prompt: { type: 'string' },
     settings: { type: 'string' },
     'no-unbatched': { type: 'boolean' },
+    lockstep: { type: 'boolean' },
     'overhead-steps': { type: 'string' },
     only: { type: 'string' },
     clock: { type: 'string' },
@@ -55,24 +69,33 @@ const models: Record<string, TinyModelOptions> = {
   mid: { seed: 1, hidden: 512, layers: 8, heads: 8, kvHeads: 8, intermediate: 1536, vocab: 1024 },
 };
 const modelName = values.model ?? 'tiny';
-const L = Number(values.threshold ?? 4096);
-const promptLength = Number(values.prompt ?? L / 2);
-const endLength = L + 16;
+const backendName = values.backend ?? 'reference';
+if (backendName !== 'reference' && backendName !== 'onnxruntime') throw new Error(`--backend must be reference or onnxruntime; got ${backendName}`);
+const threads = values.threads === undefined ? undefined : Number(values.threads);
 const settings = (values.settings ?? 'default').split(',');
 
-const dir = await mkdtemp(join(tmpdir(), 'ropeswitch-shadow-'));
-await makeTinyModel(dir, { ...models[modelName]!, originalMax: L });
+// A make-tiny shape in a temporary folder, or the checkpoint folder given.
+const made = modelName in models ? await mkdtemp(join(tmpdir(), 'ropeswitch-shadow-')) : undefined;
+if (made) await makeTinyModel(made, { ...models[modelName]!, originalMax: Number(values.threshold ?? 4096) });
+const dir = made ?? modelName;
 const { config, weights } = await loadCheckpoint(dir);
-const backend = new ReferenceBackend(config, weights);
+const backend: Backend =
+  backendName === 'onnxruntime'
+    ? await OnnxRuntimeBackend.open(config, weights, { checkpointDir: dir, ...(threads !== undefined ? { threads } : {}) })
+    : new ReferenceBackend(config, weights, threads !== undefined ? { threads } : {});
 await weights.close();
+const threshold = createRopeSchedule(config.rope).threshold;
+if (threshold === undefined) throw new Error('the model never changes its RoPE with the length: nothing to measure');
+const L = threshold;
+const promptLength = Number(values.prompt ?? L / 2);
+const endLength = L + 16;
 /** The same model taking one row per forward call: wrapBackend splits a shadow step into two calls. */
 const oneRowPerCall: Backend = {
-  name: 'reference (1 row per call)',
+  name: `${backend.name} (1 row per call)`,
   config,
-  capabilities: { ...backend.capabilities, maxRows: 1 },
+  capabilities: { ...backend.capabilities, maxRows: 1, rerotateKeys: false },
   createCache: () => backend.createCache(),
   forward: (request) => backend.forward(request),
-  rerotateKeys: (cache, to) => backend.rerotateKeys(cache, to),
   dispose: async () => {},
 };
 const ids = (n: number, seed: number) => Array.from({ length: n }, (_, i) => (i * 31 + seed * 7 + 3) % config.vocabSize);
@@ -88,10 +111,55 @@ interface Run {
   readonly totalMs: number;
 }
 
+/** One far run, a step at a time (so that several can advance side by side). */
+class FarRun {
+  private readonly session: Session;
+  private ttftMs = 0;
+  private readonly steps: { ms: number; length: number }[] = [];
+
+  constructor(b: Backend, policy: CachePolicy) {
+    this.session = new Session(wrapBackend(b, policy));
+  }
+
+  async prefill(): Promise<void> {
+    const t0 = clock();
+    await this.session.prefill(prompt, { plannedLength: endLength });
+    this.ttftMs = clock() - t0;
+  }
+
+  /** Decode step `i` (teacher-forced). */
+  async step(i: number): Promise<void> {
+    const s0 = clock();
+    await this.session.forward([stream[i]!]);
+    this.steps.push({ ms: clock() - s0, length: this.session.length });
+  }
+
+  /** The run's own time: its prompt and its steps (in lockstep the others' steps fall between them). */
+  finish(): Run {
+    this.session.dispose();
+    return { ttftMs: this.ttftMs, steps: this.steps, totalMs: this.steps.reduce((sum, s) => sum + s.ms, this.ttftMs) };
+  }
+}
+
+const decodeSteps = endLength - promptLength;
+
+/** Prefill, then teacher-forced decode steps until the sequence holds `endLength` tokens. */
+async function farOnce(b: Backend, policy: CachePolicy): Promise<Run> {
+  const run = new FarRun(b, policy);
+  await run.prefill();
+  for (let i = 0; i < decodeSteps; i++) await run.step(i);
+  return run.finish();
+}
+
 /** {@link farOnce} `repeats` times (fresh policy each time), each step at its fastest. */
 async function far(b: Backend, policy: () => CachePolicy): Promise<Run> {
   const runs: Run[] = [];
   for (let r = 0; r < repeats; r++) runs.push(await farOnce(b, policy()));
+  return fastestOf(runs);
+}
+
+/** Each step (and the TTFT and total) at its fastest over `runs`. */
+function fastestOf(runs: readonly Run[]): Run {
   const fastest = (xs: number[]) => Math.min(...xs);
   return {
     ttftMs: fastest(runs.map((run) => run.ttftMs)),
@@ -100,53 +168,72 @@ async function far(b: Backend, policy: () => CachePolicy): Promise<Run> {
   };
 }
 
-/** Prefill, then teacher-forced decode steps until the sequence holds `endLength` tokens. */
-async function farOnce(b: Backend, policy: CachePolicy): Promise<Run> {
-  const session = new Session(wrapBackend(b, policy));
-  const t0 = clock();
-  await session.prefill(prompt, { plannedLength: endLength });
-  const ttftMs = clock() - t0;
-  const steps: { ms: number; length: number }[] = [];
-  for (const token of stream.slice(0, endLength - promptLength)) {
-    const s0 = clock();
-    await session.forward([token]);
-    steps.push({ ms: clock() - s0, length: session.length });
+/** `--lockstep`: every variant's run advances step by step beside the others, `repeats` times. */
+async function farLockstep(variants: readonly { b: Backend; policy: () => CachePolicy }[]): Promise<Run[]> {
+  const rounds: Run[][] = [];
+  for (let r = 0; r < repeats; r++) {
+    const runs = variants.map((v) => new FarRun(v.b, v.policy()));
+    for (const run of runs) await run.prefill();
+    for (let i = 0; i < decodeSteps; i++) for (const run of runs) await run.step(i);
+    rounds.push(runs.map((run) => run.finish()));
   }
-  const totalMs = clock() - t0;
-  session.dispose();
-  return { ttftMs, steps, totalMs };
+  return variants.map((_, k) => fastestOf(rounds.map((round) => round[k]!)));
+}
+
+/** A `--settings` entry as shadowPrefill options and a label. */
+function parseSetting(setting: string): { options: ShadowPrefillOptions; label: string } {
+  if (setting === 'default') return { options: {}, label: 'shadowPrefill(defaults)' };
+  const [w, c, p] = setting.split(':');
+  const given = (x: string | undefined) => x !== undefined && x !== '' && x !== '-';
+  const options: ShadowPrefillOptions = {
+    ...(given(w) ? { window: Number(w) } : {}),
+    ...(given(c) ? { chunk: Number(c) } : {}),
+    ...(given(p) ? { pacing: p as ShadowPrefillOptions['pacing'] } : {}),
+  };
+  const parts = [given(w) ? `window ${w}` : '', given(c) ? `chunk ${c}` : '', given(p) ? `pacing ${p}` : ''].filter(Boolean);
+  return { options, label: `shadowPrefill(${parts.join(', ') || 'defaults'})` };
 }
 
 console.log(`machine: ${cpus()[0]?.model ?? 'unknown cpu'} × ${cpus().length}, node ${process.version}`);
 console.log(`clock: ${values.clock === 'cpu' ? 'CPU time of this process' : 'wall time'}`);
 console.log(
-  `model ${modelName}: hidden ${config.hiddenSize}, ${config.numLayers} layers, ${config.numHeads} heads / ${config.numKvHeads} KV heads, head_dim ${config.headDim}; L = ${L}`,
+  `model ${modelName}: hidden ${config.hiddenSize}, ${config.numLayers} layers, ${config.numHeads} heads / ${config.numKvHeads} KV heads, head_dim ${config.headDim}; L = ${L}; backend ${backend.name}${threads !== undefined ? `, ${threads} threads` : ''}`,
 );
 
 if (values.only !== 'overhead') {
-  console.log(`\nfar: prompt ${promptLength}, decode to ${endLength} (${endLength - promptLength} steps); each step's time is its fastest of ${repeats} runs\n`);
-  console.log('| policy | calls per step | TTFT ms | median step ms | p99 ms | max step ms | max at S | maxStepRatio | crossing ms | total s |');
-  console.log('|---|---|---|---|---|---|---|---|---|---|');
   await farOnce(backend, stale()); // JIT warm-up, dropped
-  const base = await far(backend, () => stale());
+  const variants: { label: string; calls: string; b: Backend; policy: () => CachePolicy }[] = [{ label: 'stale', calls: '1', b: backend, policy: () => stale() }];
+  for (const setting of settings) {
+    const { options, label } = parseSetting(setting);
+    variants.push({ label, calls: '1 (2 rows)', b: backend, policy: () => shadowPrefill(options) });
+    if (!values['no-unbatched']) variants.push({ label, calls: '2 (1 row each)', b: oneRowPerCall, policy: () => shadowPrefill(options) });
+  }
+  const how = values.lockstep ? 'all variants side by side, step by step' : 'one variant after another';
+  console.log(`\nfar: prompt ${promptLength}, decode to ${endLength} (${decodeSteps} steps), ${how}; each step's time is its fastest of ${repeats} runs\n`);
+  const runs = values.lockstep ? await farLockstep(variants) : await variants.reduce<Promise<Run[]>>(async (done, v) => [...(await done), await far(v.b, v.policy)], Promise.resolve([]));
+  const base = runs[0]!;
   const staleMedian = median(base.steps.map((s) => s.ms));
-  const print = (label: string, calls: string, run: Run) => {
+  const eighths = Array.from({ length: 8 }, (_, e) => [Math.floor((e * decodeSteps) / 8), Math.floor(((e + 1) * decodeSteps) / 8)] as const);
+  console.log(
+    `| policy | calls per step | TTFT ms | median step ms | p99 ms | max step ms | max at S | maxStepRatio | smoothed max ratio (at S) |${values.lockstep ? ' × stale same step, median per eighth of the steps |' : ''} crossing ms | total s |`,
+  );
+  console.log(`|---|---|---|---|---|---|---|---|---|${values.lockstep ? '---|' : ''}---|---|`);
+  runs.forEach((run, k) => {
+    const { label, calls } = variants[k]!;
     const ms = run.steps.map((s) => s.ms);
     let at = 0;
     for (let i = 1; i < ms.length; i++) if (ms[i]! > ms[at]!) at = i;
+    // The slowest step once each is the median of its 9 neighbours: a pause moves one step, a cost moves them all.
+    const smooth = ms.map((_, i) => median(ms.slice(Math.max(0, i - 4), i + 5)));
+    let sAt = 0;
+    for (let i = 1; i < smooth.length; i++) if (smooth[i]! > smooth[sAt]!) sAt = i;
+    const paired = ms.map((x, i) => x / base.steps[i]!.ms);
+    const perEighth = eighths.map(([a, b]) => median(paired.slice(a, b)).toFixed(2)).join(' ');
     const crossing = run.steps.find((s) => s.length === L + 1);
     console.log(
-      `| ${label} | ${calls} | ${run.ttftMs.toFixed(0)} | ${median(ms).toFixed(2)} | ${quantile(ms, 0.99).toFixed(2)} | ${ms[at]!.toFixed(2)} | ${run.steps[at]!.length} | ${(ms[at]! / staleMedian).toFixed(2)} | ${crossing ? crossing.ms.toFixed(2) : '–'} | ${(run.totalMs / 1000).toFixed(1)} |`,
+      `| ${label} | ${calls} | ${run.ttftMs.toFixed(0)} | ${median(ms).toFixed(2)} | ${quantile(ms, 0.99).toFixed(2)} | ${ms[at]!.toFixed(2)} | ${run.steps[at]!.length} | ${(ms[at]! / staleMedian).toFixed(2)} | ${(smooth[sAt]! / staleMedian).toFixed(2)} (${run.steps[sAt]!.length}) |${values.lockstep ? ` ${perEighth} |` : ''} ${crossing ? crossing.ms.toFixed(2) : '–'} | ${(run.totalMs / 1000).toFixed(1)} |`,
     );
-  };
-  print('stale', '1', base);
-  for (const setting of settings) {
-    const [w, c] = setting === 'default' ? ['-', '-'] : setting.split(':');
-    const options = { ...(w && w !== '-' ? { window: Number(w) } : {}), ...(c && c !== '-' ? { chunk: Number(c) } : {}) };
-    const label = `shadowPrefill(${setting === 'default' ? 'defaults' : `window ${w}, chunk ${c}`})`;
-    print(label, '1 (2 rows)', await far(backend, () => shadowPrefill(options)));
-    if (!values['no-unbatched']) print(label, '2 (1 row each)', await far(oneRowPerCall, () => shadowPrefill(options)));
-  }
+  });
 }
 
 if (values.only !== 'far') {
@@ -205,4 +292,4 @@ if (values.only !== 'far') {
 }
 
 await backend.dispose();
-await rm(dir, { recursive: true });
+if (made) await rm(made, { recursive: true });

@@ -113,6 +113,23 @@ describe('shadowPrefill', () => {
     expect(swaps(session.events)[0]!.catchUpTokens).toBe(0);
   });
 
+  it('window: threshold builds the copy with any prompt, then carries one copy token a step to the crossing, exact', async () => {
+    const ids = randomIds(79, 20, models.longrope.vocab);
+    const rec = recording(models.longrope.backend);
+    const session = new Session(wrapBackend(rec, shadowPrefill({ window: 16 })));
+    const steps = await teacherForce(session, ids, 3, 20);
+    await expectExact(models.longrope, ids, steps);
+    expect(rec.calls[0]!.map((r) => [r.regime, r.tokens.length])).toEqual([
+      ['longrope:long', 3],
+      ['longrope:short', 3],
+    ]);
+    // Decode steps at S = 4..16 each carry the new token once more, on the copy; the crossing swaps it in.
+    const byStep = rec.calls.slice(1).map((c) => shadowRows(c, session).map((r) => r.tokens.length));
+    expect(byStep.slice(0, 13)).toEqual(Array.from({ length: 13 }, () => [1]));
+    expect(byStep.slice(13).every((rows) => rows.length === 0)).toBe(true);
+    expect(kinds(session.events)).toEqual(['shadow-start@3', 'shadow-swap@17']);
+  });
+
   it('a chunked prompt that ends inside the window builds the whole shadow in its last chunk', async () => {
     const ids = randomIds(75, 18, models.longrope.vocab);
     const rec = recording(models.longrope.backend);
