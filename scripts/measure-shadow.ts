@@ -234,6 +234,8 @@ if (values.only !== 'overhead') {
       `| ${label} | ${calls} | ${run.ttftMs.toFixed(0)} | ${median(ms).toFixed(2)} | ${quantile(ms, 0.99).toFixed(2)} | ${ms[at]!.toFixed(2)} | ${run.steps[at]!.length} | ${(ms[at]! / staleMedian).toFixed(2)} | ${(smooth[sAt]! / staleMedian).toFixed(2)} (${run.steps[sAt]!.length}) |${values.lockstep ? ` ${perEighth} |` : ''} ${crossing ? crossing.ms.toFixed(2) : '–'} | ${(run.totalMs / 1000).toFixed(1)} |`,
     );
   });
+  // In lockstep every variant's caches are alive at once: the peak is theirs together, with the weights.
+  console.log(`\npeak RSS of the process: ${(process.resourceUsage().maxRSS / 2 ** 20).toFixed(2)} GiB${values.lockstep ? ` (all ${variants.length} variants' caches at once)` : ''}`);
 }
 
 if (values.only !== 'far') {
