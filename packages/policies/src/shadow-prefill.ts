@@ -14,8 +14,8 @@ export interface ShadowPrefillOptions {
    * the window, the less each step carries: ≈ threshold / window + 1 tokens); a longer prompt lies
    * in the window and the copy is built with it. `window: threshold` builds the copy with any
    * prompt, so each decode step carries one copy token: the cheapest steps where a chunk costs a
-   * read of the copy's cache per token (onnxruntime at the Phi-3-mini shape: 1.27–1.32× a plain
-   * step, against 1.33–1.51× for the default's two), for a longer time to first token.
+   * read of the copy's cache per token (onnxruntime at the Phi-3-mini shape: 1.16–1.32× a plain
+   * step, against 1.20–1.51× for the default's two), for a longer time to first token.
    */
   readonly window?: number;
   /**
