@@ -31,6 +31,7 @@ import {
   type CachePolicy,
   type ForwardRequest,
   Session,
+  argmax,
   createRopeSchedule,
   loadCheckpoint,
   wrapBackend,
@@ -151,13 +152,6 @@ async function farOnce(b: Backend, policy: CachePolicy): Promise<Run> {
   return run.finish();
 }
 
-/** {@link farOnce} `repeats` times (fresh policy each time), each step at its fastest. */
-async function far(b: Backend, policy: () => CachePolicy): Promise<Run> {
-  const runs: Run[] = [];
-  for (let r = 0; r < repeats; r++) runs.push(await farOnce(b, policy()));
-  return fastestOf(runs);
-}
-
 /** Each step (and the TTFT and total) at its fastest over `runs`. */
 function fastestOf(runs: readonly Run[]): Run {
   const fastest = (xs: number[]) => Math.min(...xs);
@@ -168,7 +162,10 @@ function fastestOf(runs: readonly Run[]): Run {
   };
 }
 
-/** `--lockstep`: every variant's run advances step by step beside the others, `repeats` times. */
+/**
+ * Every variant's run advancing step by step beside the others, `repeats` times (fresh policies
+ * each time), each step at its fastest over them. One variant at a time is the sequential mode.
+ */
 async function farLockstep(variants: readonly { b: Backend; policy: () => CachePolicy }[]): Promise<Run[]> {
   const rounds: Run[][] = [];
   for (let r = 0; r < repeats; r++) {
@@ -210,7 +207,9 @@ if (values.only !== 'overhead') {
   }
   const how = values.lockstep ? 'all variants side by side, step by step' : 'one variant after another';
   console.log(`\nfar: prompt ${promptLength}, decode to ${endLength} (${decodeSteps} steps), ${how}; each step's time is its fastest of ${repeats} runs\n`);
-  const runs = values.lockstep ? await farLockstep(variants) : await variants.reduce<Promise<Run[]>>(async (done, v) => [...(await done), await far(v.b, v.policy)], Promise.resolve([]));
+  const runs: Run[] = [];
+  if (values.lockstep) runs.push(...(await farLockstep(variants)));
+  else for (const v of variants) runs.push(...(await farLockstep([v])));
   const base = runs[0]!;
   const staleMedian = median(base.steps.map((s) => s.ms));
   const eighths = Array.from({ length: 8 }, (_, e) => [Math.floor((e * decodeSteps) / 8), Math.floor(((e + 1) * decodeSteps) / 8)] as const);
@@ -221,14 +220,12 @@ if (values.only !== 'overhead') {
   runs.forEach((run, k) => {
     const { label, calls } = variants[k]!;
     const ms = run.steps.map((s) => s.ms);
-    let at = 0;
-    for (let i = 1; i < ms.length; i++) if (ms[i]! > ms[at]!) at = i;
+    const at = argmax(ms);
     // The slowest step once each is the median of its 9 neighbours: a pause moves one step, a cost moves them all.
     const smooth = ms.map((_, i) => median(ms.slice(Math.max(0, i - 4), i + 5)));
-    let sAt = 0;
-    for (let i = 1; i < smooth.length; i++) if (smooth[i]! > smooth[sAt]!) sAt = i;
-    const paired = ms.map((x, i) => x / base.steps[i]!.ms);
-    const perEighth = eighths.map(([a, b]) => median(paired.slice(a, b)).toFixed(2)).join(' ');
+    const sAt = argmax(smooth);
+    // Against stale's same step: meaningful only when the two ran side by side.
+    const perEighth = values.lockstep ? eighths.map(([a, b]) => median(ms.slice(a, b).map((x, i) => x / base.steps[a + i]!.ms)).toFixed(2)).join(' ') : '';
     const crossing = run.steps.find((s) => s.length === L + 1);
     console.log(
       `| ${label} | ${calls} | ${run.ttftMs.toFixed(0)} | ${median(ms).toFixed(2)} | ${quantile(ms, 0.99).toFixed(2)} | ${ms[at]!.toFixed(2)} | ${run.steps[at]!.length} | ${(ms[at]! / staleMedian).toFixed(2)} | ${(smooth[sAt]! / staleMedian).toFixed(2)} (${run.steps[sAt]!.length}) |${values.lockstep ? ` ${perEighth} |` : ''} ${crossing ? crossing.ms.toFixed(2) : '–'} | ${(run.totalMs / 1000).toFixed(1)} |`,
