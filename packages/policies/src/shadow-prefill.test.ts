@@ -22,6 +22,14 @@ const kinds = (events: readonly PolicyEvent[]) => events.map((e) => `${e.type}@$
 /** Rows of a call that build the shadow (no logits, on another cache than the session's). */
 const shadowRows = (call: readonly RecordedRow[], session: Session) => call.filter((r) => r.cache !== session.cache && r.logits === 0);
 
+/** A session whose 8-token prompt (L − window: the next token starts the copy) prepared a copy: that copy, and the recording beneath. */
+async function preparedAtPrompt(ids: readonly number[], plannedLength: number) {
+  const rec = recording(models.longrope.backend);
+  const session = new Session(wrapBackend(rec, shadowPrefill()));
+  const logits = await session.prefill(ids.slice(0, 8), { plannedLength });
+  return { rec, session, logits, prepared: rec.created.at(-1)! };
+}
+
 async function expectExact(model: TinyModel, ids: readonly number[], steps: { length: number; logits: Float32Array }[]): Promise<void> {
   const diffs = await oracleDiffs(model, ids, steps);
   diffs.forEach((d, i) => expect(d, `S = ${steps[i]!.length}`).toBeLessThanOrEqual(1e-4));
@@ -306,6 +314,63 @@ describe('shadowPrefill', () => {
     await expectExact(models.longrope, y, stepsY);
     expect(kinds(sy.events)).toEqual(['shadow-start@14', 'shadow-swap@17']);
     expect(kinds(sx.events)).toEqual(['shadow-start@13']);
+  });
+
+  it("a forward that ends at the window's start sets the copy up, so the step that starts it runs only its chunk", async () => {
+    const ids = randomIds(94, 20, models.longrope.vocab);
+    const { rec, session, logits: first, prepared: copy } = await preparedAtPrompt(ids, 20);
+    expect(rec.calls).toHaveLength(1);
+    expect(shadowRows(rec.calls[0]!, session)).toEqual([]);
+    // Its storage is there, for the whole plan, made by the prompt's forward and not yet written.
+    expect(rec.created).toHaveLength(2);
+    expect(copy).not.toBe(session.cache);
+    expect([copy.length, copy.disposed]).toEqual([0, false]);
+    const { numLayers, numKvHeads, headDim } = models.longrope.backend.config;
+    expect(copy.byteLength).toBeGreaterThanOrEqual(20 * 2 * numLayers * numKvHeads * headDim * 4);
+    const steps = [{ length: 8, logits: first }];
+    for (let i = 8; i < 20; i++) steps.push({ length: i + 1, logits: await session.forward([ids[i]!]) });
+    // The start builds into that copy and creates no other cache.
+    expect(rec.created).toHaveLength(2);
+    expect(shadowRows(rec.calls[1]!, session).map((r) => ({ cache: r.cache, tokens: r.tokens.length }))).toEqual([{ cache: copy, tokens: 2 }]);
+    expect(kinds(session.events)).toEqual(['shadow-start@9', 'shadow-swap@17']);
+    await expectExact(models.longrope, ids, steps);
+  });
+
+  it('a prepared copy the next forward does not start is freed: a crop back, or the sequence released', async () => {
+    const ids = randomIds(95, 22, models.longrope.vocab);
+    const alt = randomIds(96, 22, models.longrope.vocab);
+    const { rec, session, prepared } = await preparedAtPrompt(ids, 22);
+    // Rolled back below the window's start: that forward is idle, and the copy it did not start is gone.
+    session.cache.crop(5);
+    const seq = [...ids.slice(0, 5), ...alt.slice(5, 22)];
+    const steps = [];
+    for (let i = 5; i < 22; i++) {
+      steps.push({ length: i + 1, logits: await session.forward([seq[i]!]) });
+      if (i === 5) expect(prepared.disposed).toBe(true);
+    }
+    await expectExact(models.longrope, seq, steps);
+    // Prepared again at S = 8, started from a fresh copy at S = 9.
+    expect(rec.created).toHaveLength(3);
+    expect(kinds(session.events)).toEqual(['shadow-start@9', 'shadow-swap@17']);
+    session.dispose();
+
+    const { session: other, prepared: unused } = await preparedAtPrompt(ids, 22);
+    expect(unused.disposed).toBe(false);
+    other.dispose();
+    expect(unused.disposed).toBe(true);
+  });
+
+  it('a copy prepared for a sequence that then changes is not started: the start makes its own', async () => {
+    const ids = randomIds(97, 20, models.longrope.vocab);
+    const { session, prepared } = await preparedAtPrompt(ids, 20);
+    // The cache is cropped and refilled to the same length: the copy's mirror no longer matches it,
+    // and the next forward is a start, which makes its own.
+    session.cache.crop(7);
+    const steps = [{ length: 8, logits: await session.forward([ids[7]!]) }];
+    expect(prepared.disposed).toBe(true);
+    for (let i = 8; i < 20; i++) steps.push({ length: i + 1, logits: await session.forward([ids[i]!]) });
+    await expectExact(models.longrope, ids, steps);
+    expect(kinds(session.events)).toEqual(['shadow-start@9', 'shadow-swap@17']);
   });
 
   it('a user rolling the cache back (crop) inside the window keeps results exact', async () => {

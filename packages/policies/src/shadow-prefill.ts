@@ -59,6 +59,13 @@ interface Shadow {
   shared: boolean;
 }
 
+/** A copy set up by the forward before the one that starts it (`shadowState`'s `'prepare'`). */
+interface PreparedShadow {
+  readonly shadow: Shadow;
+  /** Tokens the copy took from the session's prefix cache (another sequence's copy), if any. */
+  readonly prefixTokens: number | undefined;
+}
+
 /** A copy as {@link shadowState} sees it, beside the copy its state acts on. */
 interface CopyFacts extends ShadowCopyFacts {
   readonly shadow: Shadow;
@@ -70,8 +77,10 @@ interface CopyFacts extends ShadowCopyFacts {
  * the regime past the threshold, alongside the live one: during the prompt's forward when the
  * prompt already lies in the window (the cost lands in the time to first token), otherwise an even
  * share of it per decode step (at most `chunk` tokens), in the same forward as the decode row (one
- * pass over the weights on backends that batch rows). Each new token goes to both. At the crossing
- * the copy is swapped in.
+ * pass over the weights on backends that batch rows). The forward that brings the sequence to the
+ * window's start (a prompt of `threshold − window` tokens, or the decode step there) also sets the
+ * copy up (its storage for the whole plan), so the step that starts it runs only its first chunk.
+ * Each new token goes to both. At the crossing the copy is swapped in.
  *
  * Without a planned length the sequence is assumed to cross (pass `plannedLength` to spare the work
  * for sequences that stop early). Schedules that change at every step (dynamic NTK) have no single
@@ -95,6 +104,8 @@ class ShadowPrefillPolicy implements CachePolicy {
   readonly staleKeys: 'rebuild' | undefined;
   private readonly late: 'catch-up' | 'pass';
   private readonly shadows = new WeakMap<KvCache, Shadow>();
+  /** Copies set up for the next forward of a sequence, which starts them (held one forward at most). */
+  private readonly prepared = new WeakMap<KvCache, PreparedShadow>();
   /** The cost model of the backend this policy runs on, measured across its forwards. */
   private costs: ShadowCostModel | undefined;
 
@@ -116,6 +127,7 @@ class ShadowPrefillPolicy implements CachePolicy {
 
   releaseSequence(cache: KvCache): void {
     this.drop(cache);
+    this.takePrepared(cache);
   }
 
   private windowOf(threshold: number): number {
@@ -125,6 +137,16 @@ class ShadowPrefillPolicy implements CachePolicy {
   /** Most tokens a step's chunk takes: the option, else the even share plus one (16 shares by cost). */
   private chunkFor(pacing: Shadow['pacing'], threshold: number): number {
     return this.options.chunk ?? (pacing === 'cost' ? 16 : 1) * Math.ceil(threshold / this.windowOf(threshold)) + 1;
+  }
+
+  /** The copy prepared for `cache`'s next forward, taken off the list: returned if `accept` takes it, else freed. */
+  private takePrepared(cache: KvCache, accept?: (p: PreparedShadow) => boolean): PreparedShadow | undefined {
+    const p = this.prepared.get(cache);
+    if (!p) return undefined;
+    this.prepared.delete(cache);
+    if (accept?.(p) && !p.shadow.cache.disposed) return p;
+    if (!p.shadow.cache.disposed) p.shadow.cache.dispose();
+    return undefined;
   }
 
   private drop(cache: KvCache): void {
@@ -144,9 +166,13 @@ class ShadowPrefillPolicy implements CachePolicy {
 
   private plan(row: PolicyRow, backend: Backend, schedule: RopeSchedule): RowRewrite | undefined {
     const state = shadowState(this.factsOf(row, schedule));
+    // A copy prepared for this forward serves only a start; any other state leaves it unused.
+    if (state.kind !== 'start') this.takePrepared(row.cache);
     switch (state.kind) {
       case 'idle':
         return undefined;
+      case 'prepare':
+        return this.prepareShadow(row, schedule.regimeFor(state.threshold + 1), backend, state.threshold);
       case 'start':
         return this.startShadow(row, schedule.regimeFor(state.threshold + 1), backend, state.threshold);
       case 'building':
@@ -185,20 +211,53 @@ class ShadowPrefillPolicy implements CachePolicy {
     };
   }
 
-  private startShadow(row: PolicyRow, regime: RopeRegime, backend: Backend, threshold: number): RowRewrite {
+  /**
+   * A copy of the sequence under `regime`, with room for the whole plan (or the live cache's length
+   * and this row), so neither its chunks nor the swap grow it; started from the session's prefix
+   * cache where another sequence's copy shares a prefix of this one's cached tokens.
+   */
+  private newCopy(row: PolicyRow, regime: RopeRegime, backend: Backend, threshold: number, live: SequenceMirror): PreparedShadow {
     const costs = (this.costs ??= costModelOf(backend.config, backend.capabilities));
     const wanted = this.options.pacing ?? 'auto';
     const pacing = wanted === 'auto' ? (prefersCostPacing(costs, threshold) ? 'cost' : 'tokens') : wanted;
-    const chunk = this.chunkFor(pacing, threshold);
-    const live = SequenceMirror.of(row.cache);
-    // Room for the whole plan (or the live cache's length and this row), so the swap never grows it.
     const room = Math.max(lengthAfter(row), Math.min(row.plannedLength ?? 0, positionLimit(backend.config)));
-    // A copy of the cached part under the copy's regime (another sequence's, sharing a system prompt) is a head start, made at that room.
     const seed = row.prefixes?.take(live.tokensFrom(0), { regime, maxLength: row.cache.length, capacity: room });
     const shadow: Shadow = { cache: seed ?? backend.createCache(), regime, pacing, live, shared: false };
-    shadow.cache.reserve(room - shadow.cache.length);
+    try {
+      shadow.cache.reserve(room - shadow.cache.length);
+    } catch (e) {
+      shadow.cache.dispose();
+      throw e;
+    }
+    return { shadow, prefixTokens: seed?.length };
+  }
+
+  /**
+   * The row passes; once its forward succeeds, the copy the next forward starts is set up (cost
+   * model, storage for the whole plan, the sequence's mirror): work that would otherwise land on
+   * that decode step lands on this one (a prompt's, whose time to first token it barely moves).
+   */
+  private prepareShadow(row: PolicyRow, regime: RopeRegime, backend: Backend, threshold: number): RowRewrite {
+    return {
+      onSuccess: () => {
+        // The live row is cached now: the mirror reads the sequence as the next forward finds it.
+        try {
+          this.prepared.set(row.cache, this.newCopy(row, regime, backend, threshold, SequenceMirror.of(row.cache)));
+        } catch {
+          // Storage at its limit: this forward succeeded all the same; the start sets the copy up
+          // itself, and fails there as a forward does (every cache as it was).
+        }
+      },
+    };
+  }
+
+  private startShadow(row: PolicyRow, regime: RopeRegime, backend: Backend, threshold: number): RowRewrite {
+    // The copy the forward before set up, if the sequence is still as it left it and the regime the same.
+    const ready = this.takePrepared(row.cache, (p) => p.shadow.regime.id === regime.id && p.shadow.live.matches(row.cache));
+    const { shadow, prefixTokens } = ready ?? this.newCopy(row, regime, backend, threshold, SequenceMirror.of(row.cache));
+    const chunk = this.chunkFor(shadow.pacing, threshold);
     // Kept only if the forward that starts it succeeds: a retry then starts (and reports) it again.
-    const start: PolicyEvent = { type: 'shadow-start', policy: this.name, regime: regime.id, atLength: lengthAfter(row), ...(seed ? { prefixTokens: seed.length } : {}) };
+    const start: PolicyEvent = { type: 'shadow-start', policy: this.name, regime: regime.id, atLength: lengthAfter(row), ...(prefixTokens ? { prefixTokens } : {}) };
     const built = this.buildChunk(row, shadow, chunk, [start], threshold, true);
     return {
       ...built,
@@ -212,9 +271,9 @@ class ShadowPrefillPolicy implements CachePolicy {
 
   /**
    * The row passes unchanged; the shadow's next piece runs beside it. Prompt rows build the whole
-   * copy. The decode step that starts a copy also sets it up (its cache for the whole plan, the
-   * sequence's mirror), so it carries the even token share only; pacing by cost takes over from the
-   * next step and spreads what that left.
+   * copy. The decode step that starts a copy carries the even token share only (it also sets the
+   * copy up, unless the forward before did): pacing by cost takes over from the next step and
+   * spreads what that left.
    */
   private buildChunk(row: PolicyRow, shadow: Shadow, chunk: number, events: PolicyEvent[], threshold: number, starting = false): RowRewrite {
     const costs = this.costs;

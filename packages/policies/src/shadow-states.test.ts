@@ -32,12 +32,15 @@ const kind = (f: ShadowFacts) => shadowState(f).kind;
 describe('shadowState: one state per fact set', () => {
   it("'idle': no threshold, outside the window, not planned to cross, nothing ahead, dynamic NTK with fresh keys, past a swap", () => {
     expect(kind({ threshold: undefined })).toBe('idle');
-    expect(kind(facts({ length: T - W }))).toBe('idle');
+    expect(kind(facts({ length: T - W - 1 }))).toBe('idle');
+    expect(kind(facts({ length: T - W, plannedLength: T }))).toBe('idle');
+    expect(kind(facts({ length: T - W, regimeAhead: false }))).toBe('idle');
     expect(kind(facts({ plannedLength: T }))).toBe('idle');
     expect(kind(facts({ regimeAhead: false }))).toBe('idle');
     expect(kind(facts({ changesEveryStep: true, copy: caughtUp }))).toBe('idle');
     expect(kind(facts({ length: T + 5, regimeAhead: false }))).toBe('idle');
-    // Neighbours: one token later into the window, a plan one past the threshold, stale dynamic keys.
+    // Neighbours: the window's start, one token later into the window, a plan one past the threshold, stale dynamic keys.
+    expect(kind(facts({ length: T - W }))).toBe('prepare');
     expect(kind(facts({ length: T - W + 1 }))).toBe('start');
     expect(kind(facts({ plannedLength: T + 1 }))).toBe('start');
     expect(kind(facts({ changesEveryStep: true, stale: true }))).toBe('rebuild');
@@ -48,10 +51,22 @@ describe('shadowState: one state per fact set', () => {
     expect(shadowState(facts({ length: T, plannedLength: T + 1 }))).toEqual({ kind: 'start', threshold: T });
     expect(shadowState(facts({ length: 10, threshold: 12, window: 3 }))).toEqual({ kind: 'start', threshold: 12 });
     // Neighbours: just outside the window on either side, a copy already there, a crossing.
-    expect(kind(facts({ length: T - W }))).toBe('idle');
+    expect(kind(facts({ length: T - W }))).toBe('prepare');
     expect(kind(facts({ length: T + 1 }))).toBe('idle');
     expect(kind(facts({ copy: aheadLagging }))).toBe('building');
     expect(kind(facts({ length: T + 1, stale: true }))).toBe('rebuild');
+  });
+
+  it("'prepare': the row that leaves the sequence at the window's start, planned (or assumed) to cross", () => {
+    expect(shadowState(facts({ length: T - W }))).toEqual({ kind: 'prepare', threshold: T });
+    expect(shadowState(facts({ length: T - W, plannedLength: T + 1 }))).toEqual({ kind: 'prepare', threshold: T });
+    expect(shadowState(facts({ length: 9, threshold: 12, window: 3 }))).toEqual({ kind: 'prepare', threshold: 12 });
+    // Neighbours: a token before or after, a plan that stays below, no regime ahead, a window from the first token.
+    expect(kind(facts({ length: T - W - 1 }))).toBe('idle');
+    expect(kind(facts({ length: T - W + 1 }))).toBe('start');
+    expect(kind(facts({ length: T - W, plannedLength: T }))).toBe('idle');
+    expect(kind(facts({ length: T - W, regimeAhead: false }))).toBe('idle');
+    expect(kind(facts({ length: 1, window: T }))).toBe('start');
   });
 
   it("'building': a copy before the crossing, lagging or caught up, carried to the state", () => {
@@ -125,7 +140,7 @@ describe('shadowState: invariants over every fact set', () => {
           for (const regimeAhead of [false, true])
             for (const changesEveryStep of [false, true])
               for (const copy of copies) all.push(facts({ length, stale, plannedLength, late, regimeAhead, changesEveryStep, copy }));
-  const passes = new Set<ShadowState['kind']>(['idle', 'start', 'building', 'late', 'late-start']);
+  const passes = new Set<ShadowState['kind']>(['idle', 'prepare', 'start', 'building', 'late', 'late-start']);
 
   it("under 'catch-up' stale keys never pass: the row swaps or rebuilds", () => {
     const stalePasses = all.filter((f) => f.stale && f.late === 'catch-up' && passes.has(kind(f)));
@@ -136,7 +151,7 @@ describe('shadowState: invariants over every fact set', () => {
     for (const f of all) {
       const state = shadowState(f);
       if ('copy' in state) expect(state.copy, JSON.stringify(f)).toBe(f.copy);
-      if (state.kind === 'start') expect(f.copy, JSON.stringify(f)).toBeUndefined();
+      if (state.kind === 'start' || state.kind === 'prepare') expect(f.copy, JSON.stringify(f)).toBeUndefined();
       if (state.kind === 'late-start' || (state.kind === 'rebuild' && state.reason === 'no-copy')) expect(f.copy?.rowRegime, JSON.stringify(f)).not.toBe(true);
     }
   });
@@ -187,7 +202,8 @@ function decode(run: { prompt: number; to: number; window: number; chunk: number
 
 /** The transitions the module comment draws (a state may also repeat). */
 const NEXT: Record<ShadowState['kind'], readonly ShadowState['kind'][]> = {
-  idle: ['start', 'late-start', 'rebuild'],
+  idle: ['prepare', 'start', 'late-start', 'rebuild'],
+  prepare: ['start'],
   start: ['building', 'late', 'swap'],
   building: ['late', 'swap'],
   late: ['swap'],
@@ -201,6 +217,7 @@ describe('shadowState: transitions along a decode', () => {
     // Chunks of 3 build the 16 tokens in the window's 8 steps.
     expect(decode({ prompt: 4, to: 20, window: W, chunk: 3, late: 'catch-up' })).toEqual([
       'idle@4',
+      `prepare@${T - W}`,
       `start@${T - W + 1}`,
       `building@${T - W + 2}`,
       `swap@${T + 1}`,
@@ -213,9 +230,9 @@ describe('shadowState: transitions along a decode', () => {
   it("a copy that lags at the crossing: swapped in there under 'catch-up'; late until it catches up under 'pass'", () => {
     // Window 2, chunks of 2: the copy holds 4 of 16 tokens at the crossing.
     const lateRun = { prompt: 4, to: 32, window: 2, chunk: 2 };
-    expect(decode({ ...lateRun, late: 'catch-up' })).toEqual(['idle@4', `start@${T - 1}`, `building@${T}`, `swap@${T + 1}`, `idle@${T + 2}`]);
+    expect(decode({ ...lateRun, late: 'catch-up' })).toEqual(['idle@4', `prepare@${T - 2}`, `start@${T - 1}`, `building@${T}`, `swap@${T + 1}`, `idle@${T + 2}`]);
     // Under 'pass' it gains chunk - 1 = 1 token a step on the 12 it lags: caught up 12 steps on.
-    expect(decode({ ...lateRun, late: 'pass' })).toEqual(['idle@4', `start@${T - 1}`, `building@${T}`, `late@${T + 1}`, `swap@${T + 13}`, `idle@${T + 14}`]);
+    expect(decode({ ...lateRun, late: 'pass' })).toEqual(['idle@4', `prepare@${T - 2}`, `start@${T - 1}`, `building@${T}`, `late@${T + 1}`, `swap@${T + 13}`, `idle@${T + 14}`]);
   });
 
   it("a sequence planned to stop at the threshold that crosses anyway: a rebuild, or under 'pass' a late start", () => {

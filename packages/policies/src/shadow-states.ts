@@ -4,11 +4,13 @@
  *
  * A copy's life along a decode that crosses the threshold:
  *
- *     idle → start → building … → swap → idle          (the copy caught up by the crossing)
+ *     idle → prepare → start → building … → swap → idle (the copy caught up by the crossing)
  *     idle → start → building … → late … → swap → idle  (late 'pass': it caught up after the crossing)
  *     idle … → late-start → late … → swap → idle        (late 'pass', no plan to cross)
  *     idle … → rebuild → idle                           (late 'catch-up', no plan to cross)
  *
+ * `prepare` is the forward that leaves the sequence at the window's start (its next token starts
+ * the copy); a prompt that ends inside the window goes from idle to start at once.
  * Under late 'catch-up' a copy that lags at the crossing is swapped in there, with what it lacks.
  * A copy out of sync with its sequence (cropped or rebuilt by the caller) is dropped before the
  * facts are taken: it counts as none. Nothing here touches a cache; `shadowPrefill` maps each
@@ -54,6 +56,12 @@ export type ShadowFacts<C extends ShadowCopyFacts = ShadowCopyFacts> = { readonl
 export type ShadowState<C extends ShadowCopyFacts = ShadowCopyFacts> =
   /** Nothing to prepare (no crossing ahead, outside the window, or not planned to cross): the row passes. */
   | { readonly kind: 'idle' }
+  /**
+   * The row leaves the sequence at the window's start, so the next token starts a copy: set the
+   * copy up now (its storage for the whole plan, the sequence's mirror), so that the step that
+   * starts it carries only its first chunk. The row passes.
+   */
+  | { readonly kind: 'prepare'; readonly threshold: number }
   /** The sequence entered the window: start a copy under the regime past the threshold, its first chunk beside the row. */
   | { readonly kind: 'start'; readonly threshold: number }
   /** The copy is under way before the crossing: the row passes, the copy's next chunk runs beside it. */
@@ -86,7 +94,9 @@ export function shadowState<C extends ShadowCopyFacts>(facts: ShadowFacts<C>): S
     // Past a late crossing that another policy served: swap once the copy has caught up.
     return copy.rowRegime && copy.caughtUp ? { kind: 'swap', copy } : { kind: 'late', threshold, copy };
   }
-  const inWindow = facts.length <= threshold && facts.length > threshold - facts.window;
   const crosses = facts.plannedLength === undefined || facts.plannedLength > threshold;
-  return inWindow && crosses && facts.regimeAhead ? { kind: 'start', threshold } : IDLE;
+  if (!crosses || !facts.regimeAhead) return IDLE;
+  const windowStart = threshold - facts.window;
+  if (facts.length === windowStart) return { kind: 'prepare', threshold };
+  return facts.length <= threshold && facts.length > windowStart ? { kind: 'start', threshold } : IDLE;
 }
