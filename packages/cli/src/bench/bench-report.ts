@@ -108,6 +108,24 @@ export interface RunCost {
   /** repeatableMaxStepMs / the same `stale` median. */
   readonly repeatableMaxStepRatio: number | null;
   /**
+   * The crossing step at its fastest repeat (its floor: timing noise only adds time, and the
+   * crossing is one step a repeat, so its median over a few repeats is still mostly the machine's).
+   */
+  readonly floorCrossingStepMs: number | null;
+  /**
+   * floorCrossingStepMs over `stale`'s median floor step (the median over the decode steps of each
+   * step's fastest repeat): both sides without the machine's noise. The near shadow target.
+   */
+  readonly floorCrossingRatio: number | null;
+  /**
+   * The slowest step at its own cost: the largest over the decode steps of each step's fastest
+   * repeat. A pause of the machine counts only if it lands on the same step in every repeat; a
+   * policy's own work is in every repeat and counts in full. Equals `maxStepMs` with one repeat.
+   */
+  readonly floorMaxStepMs: number;
+  /** floorMaxStepMs over `stale`'s median floor step (see {@link floorCrossingRatio}). The far shadow target. */
+  readonly floorMaxStepRatio: number | null;
+  /**
    * The policy's slowest step against `stale`'s same step: the largest over the decode steps of
    * this policy's fastest repeat at the step over `stale`'s fastest repeat at it (both run the same
    * teacher-forced stream). What every policy pays at a step (the first one after the prompt runs

@@ -9,11 +9,11 @@ import { oracleLogits } from './oracle-logits.js';
 import { type PolicyRunRecord, type StepQuality, runPolicy, scoreRun } from './policy-run.js';
 import type { BenchProgress } from './progress.js';
 import { measureRerotation } from './rerotation-cost.js';
-import { type BackendSpeed, WARM_UP_FULL_MS, estimateRunMs, measureSpeed, prefillMs, sizeScenario } from './scenario-budget.js';
+import { type BackendSpeed, WARM_UP_FULL_MS, estimateRunMs, measureSpeed, policyWarmUpRuns, prefillMs, sizeScenario } from './scenario-budget.js';
 import { type ScenarioPlan, planScenario } from './scenario-plan.js';
 import { SERVE_DEFAULTS, planServe, serveRowSlots } from './serve-plan.js';
 import { runServe, warmUpServe } from './serve-scenario.js';
-import { median, medianIndex, minMax, pairedMax, percentile, repeatableMax } from './statistics.js';
+import { floorMax, median, medianIndex, minMax, pairedMax, percentile, repeatableMax, stepFloors } from './statistics.js';
 import { type BackendMeasurements, REFERENCE_POLICY, checkServeTargets, checkTargets } from './targets.js';
 import { TASK_COPY_LENGTHS, readHfTaskFigures, runTask } from './task-scenario.js';
 
@@ -67,7 +67,7 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
   const seed = options.seed ?? 1;
   const task = options.taskSequences > 0;
   const streamIsRun = policies.includes(STREAM_POLICY) ? 1 : 0;
-  const perScenario = 3 + policies.length * options.repeats - streamIsRun;
+  const perScenario = 4 + policies.length * options.repeats - streamIsRun;
   const scenarios = options.scenarios.filter((s): s is ScenarioName => s !== 'serve');
   const serve = options.scenarios.includes('serve') ? (options.serve ?? SERVE_DEFAULTS) : undefined;
   const servePolicies = options.policies.slice();
@@ -210,6 +210,11 @@ async function runScenario(
   progress.step(`${where}: no-cache oracle at ${plan.oracleSteps.length} steps`);
   const oracle = await oracleLogits(backend, schedule, [...plan.prompt, ...stream], plan.promptTokens, plan.oracleSteps);
 
+  // Each policy's once-per-sequence code warmed before it is timed (see policyWarmUpRuns), teacher-forced like the timed runs.
+  const warmUps = policies.map((p) => [p, policyWarmUpRuns(p, stepsOf, schedule.threshold!, speed)] as const).filter(([, n]) => n > 0);
+  progress.step(`${where}: warm-up of the policies (${warmUps.length > 0 ? warmUps.map(([p, n]) => `${p} ×${n}`).join(', ') : 'none: the plan is too dear'})`);
+  for (const [policy, runs] of warmUps) for (let i = 0; i < runs; i++) await runPolicy(counting, policy, plan, stream);
+
   const records = new Map<string, PolicyRunRecord[]>(policies.map((p) => [p, p === STREAM_POLICY ? [exact] : []]));
   // Policies take turns within each repeat, so a drift in machine speed spreads over all of them.
   for (let r = 0; r < repeats; r++) {
@@ -220,7 +225,7 @@ async function runScenario(
     }
   }
   const referenceSteps = records.get(REFERENCE_POLICY)!.map((rec) => rec.stepMs.slice(1));
-  const reference = { medianStepMs: median(referenceSteps.map(median)), steps: referenceSteps };
+  const reference = { medianStepMs: median(referenceSteps.map(median)), floorMedianStepMs: median(stepFloors(referenceSteps)), steps: referenceSteps };
   return policies.map((policy) => summarizeRuns(plan, backendName, policy, records.get(policy)!, scoreRun(records.get(policy)![0]!, oracle), reference));
 }
 
@@ -231,7 +236,7 @@ function summarizeRuns(
   policy: string,
   records: readonly PolicyRunRecord[],
   scores: ReadonlyMap<number, StepQuality>,
-  reference: { readonly medianStepMs: number; readonly steps: readonly (readonly number[])[] },
+  reference: { readonly medianStepMs: number; readonly floorMedianStepMs: number; readonly steps: readonly (readonly number[])[] },
 ): BenchRun {
   const referenceMedian = reference.medianStepMs;
   // Each repeat's decode steps (after the first token).
@@ -252,6 +257,8 @@ function summarizeRuns(
   const crossingStepMs = med((p) => p.crossingStepMs);
   const maxStepMs = med((p) => p.maxStepMs);
   const repeatableMaxStepMs = repeatableMax(decodes);
+  const floorMaxStepMs = floorMax(decodes);
+  const floorCrossingStepMs = Math.min(...records.map((rec) => rec.stepMs[plan.crossingStep]!));
   const paired = pairedMax(decodes, reference.steps);
   const cost: RunCost = {
     ttftMs: med((p) => p.ttftMs),
@@ -263,6 +270,10 @@ function summarizeRuns(
     maxStepRatio: maxStepMs / referenceMedian,
     repeatableMaxStepMs,
     repeatableMaxStepRatio: repeatableMaxStepMs / referenceMedian,
+    floorCrossingStepMs,
+    floorCrossingRatio: floorCrossingStepMs / reference.floorMedianStepMs,
+    floorMaxStepMs,
+    floorMaxStepRatio: floorMaxStepMs / reference.floorMedianStepMs,
     pairedMaxStepRatio: paired?.ratio ?? null,
     // Series index: step 0 is the prompt's forward.
     pairedMaxStep: paired ? paired.step + 1 : null,

@@ -1,7 +1,7 @@
 import { createRopeSchedule, parseModelConfig } from '@ropeswitch/core';
 import { describe, expect, it } from 'vitest';
 import { tinyModelConfig } from '../random-models/make-tiny-model.js';
-import { type BackendSpeed, MIN_FAR_STEPS, estimateRunMs, estimateScenarioMs, sizeScenario } from './scenario-budget.js';
+import { type BackendSpeed, MIN_FAR_STEPS, POLICY_WARM_UP_MS, POLICY_WARM_UP_RUNS, estimateRunMs, estimateScenarioMs, policyWarmUpRuns, prefillMs, sizeScenario } from './scenario-budget.js';
 import { ORACLE_STEPS_BEFORE, planScenario } from './scenario-plan.js';
 
 const L = 4096;
@@ -20,6 +20,30 @@ describe('the scenario cost estimate', () => {
     const far = { promptTokens: L / 2, steps: L / 2 + 16, oracleForwards: 2, shadowWindow: L / 2 };
     expect(estimateRunMs('shadow-prefill', far, L, FAST)).toBeLessThan(2 * estimateRunMs('stale', far, L, FAST));
     expect(estimateScenarioMs(POLICIES, 1, far, L, SLOW)).toBeGreaterThan(estimateScenarioMs(POLICIES, 1, far, L, FAST));
+  });
+});
+
+describe('the warm-up runs of each policy', () => {
+  const near = { promptTokens: L - 6, steps: 22, oracleForwards: 1, shadowWindow: L / 2 };
+  /** The reference backend on builtin: a near run of about 0.2 s. */
+  const BUILTIN: BackendSpeed = { prefillMsPerToken: 0.02, decodeMs: 0.2 };
+
+  it('as many as fit the budget, at most eight; none for stale, none where one run is over the budget', () => {
+    expect(policyWarmUpRuns('shadow-prefill', near, L, BUILTIN)).toBe(POLICY_WARM_UP_RUNS);
+    expect(policyWarmUpRuns('stale', near, L, BUILTIN)).toBe(0);
+    const run = estimateRunMs('re-prefill', near, L, FAST);
+    expect(run).toBeGreaterThan(POLICY_WARM_UP_MS / POLICY_WARM_UP_RUNS);
+    expect(policyWarmUpRuns('re-prefill', near, L, FAST)).toBe(Math.floor(POLICY_WARM_UP_MS / run));
+    expect(policyWarmUpRuns('re-prefill', near, L, SLOW)).toBe(0);
+  });
+
+  it('are charged to the scenario estimate', () => {
+    const run = (p: string) => estimateRunMs(p, near, L, BUILTIN);
+    const warmUps = POLICIES.reduce((ms, p) => ms + policyWarmUpRuns(p, near, L, BUILTIN) * run(p), 0);
+    expect(warmUps).toBeGreaterThan(0);
+    // The exact stream (re-prefill's first repeat), the oracle's forward, stale's warm-up, one timed repeat of the others.
+    const rest = run('re-prefill') + prefillMs(BUILTIN, L + 16) + run('stale') + run('stale') + run('rerotate') + run('shadow-prefill');
+    expect(estimateScenarioMs(POLICIES, 1, near, L, BUILTIN)).toBeCloseTo(rest + warmUps, 6);
   });
 });
 

@@ -2,6 +2,7 @@ import { type Backend, SeededRandom, Session, positionLimit } from '@ropeswitch/
 import type { ScenarioName } from './bench-report.js';
 import { type ScenarioSizing, NEAR_MARGIN, scenarioPromptTokens } from './scenario-plan.js';
 import { median } from './statistics.js';
+import { REFERENCE_POLICY } from './targets.js';
 
 /**
  * What a scenario costs on a backend, estimated before it runs, so a backend too slow for the full
@@ -75,14 +76,35 @@ export function estimateRunMs(policy: string, plan: PlanShape, threshold: number
   return prompt + decode;
 }
 
-/** Every run of a scenario: the exact stream (re-prefill's first repeat), the oracle, a warm-up, then the repeats of each policy. */
+/** Every run of a scenario: the exact stream (re-prefill's first repeat), the oracle, the warm-ups, then the repeats of each policy. */
 export function estimateScenarioMs(policies: readonly string[], repeats: number, plan: PlanShape, threshold: number, speed: BackendSpeed): number {
   const run = (p: string) => estimateRunMs(p, plan, threshold, speed);
   const stream = run('re-prefill');
   const oracle = plan.oracleForwards * prefillMs(speed, plan.promptTokens + plan.steps);
-  const warmUp = Math.min(run('stale'), WARM_UP_FULL_MS);
+  const warmUp = Math.min(run('stale'), WARM_UP_FULL_MS) + policies.reduce((ms, p) => ms + run(p) * policyWarmUpRuns(p, plan, threshold, speed), 0);
   const timed = policies.reduce((ms, p) => ms + run(p) * (p === 're-prefill' ? repeats - 1 : repeats), 0);
   return stream + oracle + warmUp + timed;
+}
+
+/** Most untimed runs of a policy before its timed ones (see {@link policyWarmUpRuns}). */
+export const POLICY_WARM_UP_RUNS = 8;
+/** What a policy's untimed runs may take together, by estimate. */
+export const POLICY_WARM_UP_MS = 5_000;
+
+/**
+ * Untimed runs of `policy` through the plan before its timed ones: as many as fit in
+ * {@link POLICY_WARM_UP_MS} by estimate, at most {@link POLICY_WARM_UP_RUNS}; none for `stale`,
+ * whose code runs at every step (the backend's warm-up runs it). What a policy does once per
+ * sequence (a copy's start and swap-in, a re-prefill) gets V8's inline-cache feedback only after
+ * about eight runs of it (its bytecode's size, eight times over), so in a fresh process the timed
+ * repeats would run that code cold, as a server's first few sequences do and later ones do not: on
+ * `builtin` that cost 0.05 ms at the near crossing, against a 0.22 ms step. At the real shape a run
+ * costs seconds and the same 0.05 ms is lost in a 25 ms step: such a plan gets none.
+ */
+export function policyWarmUpRuns(policy: string, plan: PlanShape, threshold: number, speed: BackendSpeed): number {
+  if (policy === REFERENCE_POLICY) return 0;
+  const ms = estimateRunMs(policy, plan, threshold, speed);
+  return Math.max(0, Math.min(POLICY_WARM_UP_RUNS, Math.floor(POLICY_WARM_UP_MS / Math.max(ms, 1e-3))));
 }
 
 /** A stale run cheaper than this is the warm-up as it is; a dearer one is replaced by a short one. */

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { median, pairedMax, percentile, repeatableMax } from './statistics.js';
+import { floorMax, median, pairedMax, percentile, repeatableMax, stepFloors } from './statistics.js';
 
 describe('bench statistics', () => {
   it('median and nearest-rank percentile', () => {
@@ -23,6 +23,27 @@ describe('bench statistics', () => {
     // Pauses on two of three repeats at one step do count.
     expect(repeatableMax([[1, 7], [1, 8], [1, 1]])).toBe(7);
     expect(Number.isNaN(repeatableMax([]))).toBe(true);
+  });
+
+  it('floorMax: each step at its fastest repeat, the slowest of those; a pause in any but every repeat does not count', () => {
+    // Three repeats of four steps: pauses at step 1 of two repeats, a policy's 5 ms step 3 in all.
+    const runs = [
+      [1, 9, 1, 5],
+      [1, 8, 1, 5.2],
+      [1.1, 1, 1, 4.9],
+    ];
+    expect(stepFloors(runs)).toEqual([1, 1, 1, 4.9]);
+    expect(floorMax(runs)).toBe(4.9);
+    // The median-based figure counts the pause that two of three repeats met.
+    expect(repeatableMax(runs)).toBe(8);
+    // Work at one step in every repeat counts, however the repeats vary.
+    expect(floorMax([[1, 7], [1, 8], [1, 6]])).toBe(6);
+    // One repeat: its maximum; repeats of different lengths: the steps they share.
+    expect(floorMax([[1, 9, 2]])).toBe(9);
+    expect(floorMax([[1, 2, 50], [1, 3]])).toBe(2);
+    expect(Number.isNaN(floorMax([]))).toBe(true);
+    expect(Number.isNaN(floorMax([[]]))).toBe(true);
+    expect(stepFloors([])).toEqual([]);
   });
 
   it('pairedMax: against the same step of the reference, from the fastest repeat of each', () => {

@@ -39,6 +39,28 @@ export function repeatableMax(repeats: readonly (readonly number[])[]): number {
   return max;
 }
 
+/**
+ * Each step at its fastest over `repeats` (step i of every repeat is the same work), over the
+ * steps they share: the step's floor. Timing noise only adds time (a pause of the machine,
+ * another process, a garbage collection landing on a step), so the fastest repeat is the step's
+ * own cost; a policy's work at a step is in every repeat, so in its floor too.
+ */
+export function stepFloors(repeats: readonly (readonly number[])[]): number[] {
+  if (repeats.length === 0) return [];
+  const steps = Math.min(...repeats.map((r) => r.length));
+  return Array.from({ length: steps }, (_, i) => Math.min(...repeats.map((r) => r[i]!)));
+}
+
+/**
+ * The slowest step at its own cost: the largest of the {@link stepFloors}. A pause counts only if
+ * it lands on the same step in every repeat. With one repeat it is that repeat's maximum. NaN
+ * when empty.
+ */
+export function floorMax(repeats: readonly (readonly number[])[]): number {
+  const floors = stepFloors(repeats);
+  return floors.length === 0 ? NaN : Math.max(...floors);
+}
+
 /** The slowest step of a policy against the same step of another, see {@link pairedMax}. */
 export interface PairedMax {
   /** The largest over step indices of (this run's time at the step) / (the reference's there). */

@@ -15,7 +15,7 @@ export const REFERENCE_POLICY = 'stale';
 /** The issues' limits. */
 export const TARGET_LIMITS = Object.freeze({
   shadowNearCrossingRatio: 1.5,
-  /** On an attention-bound model (builtin) a shadow chunk costs about its tokens' attention: the cost model's floor is ≈ 2.2. */
+  /** On an attention-bound model (builtin) a shadow chunk costs about its tokens' attention: the cost model's floor is ≈ 2.2. Checked on `floorMaxStepRatio`. */
   shadowFarMaxStepRatio: 2.5,
   /** At the shape users run (hidden ≥ 2048: Phi-3-mini and up) a step reads gigabytes of weights, so a shadow chunk batched with it should be nearly free. */
   realShapeShadowNearCrossingRatio: 1.2,
@@ -36,20 +36,23 @@ export const SERVE_TARGET_BACKEND = 'onnxruntime';
 export const REAL_SHAPE_HIDDEN = 2048;
 
 /** shadow-prefill's target in each scenario: the cost ratio where its work shows, set against re-prefill's. */
-function shadowTargets(realShape: boolean): readonly { scenario: ScenarioName; ratio: 'crossingRatio' | 'maxStepRatio'; limit: number; description: string }[] {
+function shadowTargets(realShape: boolean): readonly { scenario: ScenarioName; ratio: 'floorCrossingRatio' | 'floorMaxStepRatio'; limit: number; description: string }[] {
   const shape = realShape ? ' (at the real shape)' : '';
   return [
+    // Both at their fastest repeat over stale's median step at its fastest repeat: the policy's work
+    // against a plain step's, not the machine's pauses (a raw maximum over thousands of sub-ms steps
+    // fails a stale cache too, which does nothing).
     {
       scenario: 'near',
-      ratio: 'crossingRatio',
+      ratio: 'floorCrossingRatio',
       limit: realShape ? TARGET_LIMITS.realShapeShadowNearCrossingRatio : TARGET_LIMITS.shadowNearCrossingRatio,
-      description: `near: shadow-prefill's crossing step over stale's median step (its work moves to the prompt and the steps before)${shape}`,
+      description: `near: shadow-prefill's crossing step over stale's median step, each at its fastest repeat (its work moves to the prompt and the steps before)${shape}`,
     },
     {
       scenario: 'far',
-      ratio: 'maxStepRatio',
+      ratio: 'floorMaxStepRatio',
       limit: realShape ? TARGET_LIMITS.realShapeShadowFarMaxStepRatio : TARGET_LIMITS.shadowFarMaxStepRatio,
-      description: `far: shadow-prefill's slowest decode step over stale's median step (its work spread over the window)${shape}`,
+      description: `far: shadow-prefill's slowest decode step over stale's median step, each step at its fastest repeat (its work spread over the window)${shape}`,
     },
   ];
 }
@@ -76,11 +79,12 @@ export function checkTargets(runs: readonly BenchRun[], measured: readonly Backe
     for (const { scenario, ratio, limit, description } of SHADOW_TARGETS) {
       if (!scenarios.includes(scenario)) continue;
       const shadow = run(scenario, 'shadow-prefill')?.cost;
-      // Beside a slowest step: what the machine alone gives (stale's own), and the policy's own spike (against stale's same step).
+      const staleCost = run(scenario, REFERENCE_POLICY)?.cost;
+      // Beside it, the medians over the repeats (with the machine's noise) and, for a slowest step, stale's own and the policy's against stale's same step.
       const context =
-        ratio === 'maxStepRatio'
-          ? `; stale's own ${fixed(run(scenario, REFERENCE_POLICY)?.cost.maxStepRatio)}; × stale's same step ${fixed(shadow?.pairedMaxStepRatio)}${shadow?.pairedMaxStep != null ? ` at step ${shadow.pairedMaxStep}` : ''}`
-          : '';
+        ratio === 'floorMaxStepRatio'
+          ? `; raw max ${fixed(shadow?.maxStepRatio)}; stale's own ${fixed(staleCost?.floorMaxStepRatio)} (raw ${fixed(staleCost?.maxStepRatio)}); × stale's same step ${fixed(shadow?.pairedMaxStepRatio)}${shadow?.pairedMaxStep != null ? ` at step ${shadow.pairedMaxStep}` : ''}`
+          : `; median over the repeats ${fixed(shadow?.crossingRatio)}`;
       out.push(check(`shadow-prefill ${scenario} ${ratio}${tag}`, description, shadow?.[ratio], limit, `re-prefill ${fixed(run(scenario, 're-prefill')?.cost[ratio], 1)}${context}`));
     }
     for (const scenario of scenarios) {
