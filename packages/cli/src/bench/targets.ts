@@ -39,9 +39,9 @@ export const REAL_SHAPE_HIDDEN = 2048;
 function shadowTargets(realShape: boolean): readonly { scenario: ScenarioName; ratio: 'floorCrossingRatio' | 'floorMaxStepRatio'; limit: number; description: string }[] {
   const shape = realShape ? ' (at the real shape)' : '';
   return [
-    // Both at their fastest repeat over stale's median step at its fastest repeat: the policy's work
-    // against a plain step's, not the machine's pauses (a raw maximum over thousands of sub-ms steps
-    // fails a stale cache too, which does nothing).
+    // Both take every step at its fastest repeat, stale's steps too: the policy's work against a
+    // plain step's, not the machine's pauses (a raw maximum over thousands of sub-ms steps fails a
+    // stale cache too, which does nothing).
     {
       scenario: 'near',
       ratio: 'floorCrossingRatio',
