@@ -79,11 +79,12 @@ export interface PairedMax {
  * `undefined` when either side has no steps.
  */
 export function pairedMax(repeats: readonly (readonly number[])[], reference: readonly (readonly number[])[]): PairedMax | undefined {
-  if (repeats.length === 0 || reference.length === 0) return undefined;
-  const steps = Math.min(...repeats.map((r) => r.length), ...reference.map((r) => r.length));
+  const floors = stepFloors(repeats);
+  const referenceFloors = stepFloors(reference);
+  const steps = Math.min(floors.length, referenceFloors.length);
   let best: PairedMax | undefined;
   for (let i = 0; i < steps; i++) {
-    const ratio = Math.min(...repeats.map((r) => r[i]!)) / Math.min(...reference.map((r) => r[i]!));
+    const ratio = floors[i]! / referenceFloors[i]!;
     if (!best || ratio > best.ratio) best = { ratio, step: i };
   }
   return best;
